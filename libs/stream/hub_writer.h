@@ -153,6 +153,18 @@ class HubWriter final : public grpc::ServerWriteReactor<Msg> {
   bool overflow_sent_ = false;
 };
 
+// A reactor that ends the stream at once with `status`: for a streaming
+// handler that rejects its request (bad argument, missing credential).
+template <typename Msg>
+grpc::ServerWriteReactor<Msg>* FailedWriter(const grpc::Status& status) {
+  class Failed final : public grpc::ServerWriteReactor<Msg> {
+   public:
+    explicit Failed(const grpc::Status& s) { this->Finish(s); }
+    void OnDone() override { delete this; }
+  };
+  return new Failed(status);
+}
+
 }  // namespace cnet
 
 #endif  // CNET_LIBS_STREAM_HUB_WRITER_H_
