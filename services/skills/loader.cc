@@ -392,6 +392,7 @@ void FileParser::ParseTop(const YAML::Node& root) {
   SkillDef& def = out_->def;
   def.category = out_->category;
   YAML::Node steps_node, inputs_node, outputs_node;
+  bool has_steps = false;
   bool has_name = false, has_version = false, has_description = false;
   ForEachKey(root, "", [&](const std::string& key, const YAML::Node& k, const YAML::Node& v) {
     if (key == "name") {
@@ -445,6 +446,7 @@ void FileParser::ParseTop(const YAML::Node& root) {
       outputs_node = v;
     } else if (key == "steps") {
       steps_node = v;
+      has_steps = true;
     } else {
       Add(IssueCode::kSchema, k, key,
           absl::StrCat("unknown key ", Quoted(key), DidYouMean(key, kKeys),
@@ -464,13 +466,13 @@ void FileParser::ParseTop(const YAML::Node& root) {
   }
   out_->has_definition = has_name && has_version;
 
-  if (inputs_node.IsDefined()) ParseInputs(inputs_node);
-  if (steps_node.IsDefined()) {
+  if (!inputs_node.IsNull()) ParseInputs(inputs_node);
+  if (has_steps) {
     ParseSteps(steps_node, "steps", 0, &def.steps);
   } else {
     AddAt(IssueCode::kSchema, top, "steps", "missing required key \"steps\"");
   }
-  if (outputs_node.IsDefined()) ParseOutputs(outputs_node);
+  if (!outputs_node.IsNull()) ParseOutputs(outputs_node);
   CheckIds();
   CheckReferences();
   CheckUnusedInputs();
@@ -702,7 +704,7 @@ bool FileParser::ParseStep(const YAML::Node& n, const std::string& path, int dep
       return;
     }
     fields[key] = v;
-    if (key == "args" || key == "inputs" || key == "version") fields["@" + key] = k;
+    fields["@" + key] = k;
   });
   auto has = [&](const std::string& key) { return fields.count(key) > 0; };
 
@@ -809,6 +811,7 @@ bool FileParser::ParseStep(const YAML::Node& n, const std::string& path, int dep
                        DidYouMean(step->action, actions_.Names())));
       return true;
     }
+    // An absent `args:` is an empty map (Null node).
     YAML::Node args = has("args") ? fields["args"] : YAML::Node();
     if (step->action == "wait_for") {
       ParseWaitFor(args, path, step);
@@ -828,6 +831,7 @@ bool FileParser::ParseStep(const YAML::Node& n, const std::string& path, int dep
     if (has("version")) {
       const YAML::Node& v = fields["version"];
       if (GetString(v, path + ".version", "version", &step->version_text)) {
+        step->version_pos = Pos(v);
         auto range = VersionRange::Parse(step->version_text);
         if (!range.ok()) {
           Add(IssueCode::kVersionConflict, v, path + ".version", std::string(range.status().message()));
@@ -863,7 +867,7 @@ bool FileParser::ParseStep(const YAML::Node& n, const std::string& path, int dep
   } else {
     step->kind = body == "parallel" ? StepKind::kParallel : StepKind::kSequence;
     if (depth + 1 > kMaxGroupDepth) {
-      Add(IssueCode::kLimitExceeded, fields[body], Join(path, body),
+      Add(IssueCode::kLimitExceeded, fields["@" + body], Join(path, body),
           absl::StrCat(label, ": groups nest deeper than ", kMaxGroupDepth, " levels"));
       return false;
     }
@@ -920,7 +924,7 @@ void FileParser::ParseActionArgs(const YAML::Node& args, const std::string& path
   Json json = Json::object();
   std::string args_path = path + ".args";
   std::set<std::string> given;
-  if (args.IsDefined() && !args.IsNull()) {
+  if (!args.IsNull()) {
     if (!args.IsMap()) {
       Add(IssueCode::kWrongType, args, args_path,
           absl::StrCat("args: expected a map of argument names to values, got ", KindOf(args)));
@@ -966,7 +970,7 @@ void FileParser::ParseActionArgs(const YAML::Node& args, const std::string& path
   }
   for (const ArgSpec& a : spec->args) {
     if (a.required && given.count(a.name) == 0) {
-      SourcePos at = args.IsDefined() ? Pos(args) : step->pos;
+      SourcePos at = args.IsNull() ? step->pos : Pos(args);
       AddAt(IssueCode::kSchema, at, args_path,
             absl::StrCat("action ", Quoted(spec->name), " needs argument ", Quoted(a.name)));
     }
@@ -978,8 +982,8 @@ void FileParser::ParseActionArgs(const YAML::Node& args, const std::string& path
 
 void FileParser::ParseWaitFor(const YAML::Node& args, const std::string& path, Step* step) {
   std::string args_path = path + ".args";
-  if (!args.IsDefined() || !args.IsMap()) {
-    if (args.IsDefined()) {
+  if (!args.IsMap()) {
+    if (!args.IsNull()) {
       Add(IssueCode::kWrongType, args, args_path,
           absl::StrCat("args: expected a map with action, args, until, interval, got ",
                        KindOf(args)));
@@ -1475,7 +1479,9 @@ std::shared_ptr<const Library> BuildLibrary(std::string root,
                 break;
               }
             }
-            error(s.get(), IssueCode::kVersionConflict, b->skill_pos, b->yaml_path + ".version",
+            error(s.get(), IssueCode::kVersionConflict,
+                  b->version_pos.line > 0 ? b->version_pos : b->skill_pos,
+                  b->yaml_path + ".version",
                   absl::StrCat("steps ", Quoted(a->id), " and ", Quoted(b->id),
                                " need incompatible versions of ", Quoted(name), ": ",
                                Quoted(a->version_text.empty() ? "*" : a->version_text), " and ",
@@ -1696,7 +1702,8 @@ absl::StatusOr<std::vector<std::shared_ptr<const ParsedFile>>> LibraryManager::R
     std::ifstream in(p, std::ios::binary);
     std::stringstream buf;
     buf << in.rdbuf();
-    std::string rel = fs::relative(p, root_, ec).string();
+    // Lexically: the tree may be made of symlinks (Bazel runfiles).
+    std::string rel = p.lexically_relative(root_).string();
     std::string category = fs::path(rel).parent_path().string();
     auto parsed = ParseSkillFile(buf.str(), rel, category, *actions_);
     std::const_pointer_cast<ParsedFile>(parsed)->modified_at = FileModTime(p.string());

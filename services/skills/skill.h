@@ -84,6 +84,7 @@ struct Step {
   VersionRange version_range;
   CompiledValue skill_inputs;
   SourcePos skill_pos;                       // of the `skill:` value
+  SourcePos version_pos;                     // of the `version:` value
   std::map<std::string, SourcePos> input_pos;  // of each key under `inputs:`
 
   // kParallel / kSequence.
