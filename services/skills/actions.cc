@@ -151,6 +151,7 @@ class WaitForAction final : public Action {
         : poll_(std::move(poll)), done_(std::move(done)) {}
     const std::string& agent_id() const override { return poll_->outer->agent_id(); }
     const std::string& run_id() const override { return poll_->outer->run_id(); }
+    const std::string& step_path() const override { return poll_->outer->step_path(); }
     absl::Time deadline() const override { return poll_->outer->deadline(); }
     Clock* clock() const override { return poll_->outer->clock(); }
     Executor* blocking() const override { return poll_->outer->blocking(); }
@@ -382,7 +383,9 @@ ActionRegistry::ActionRegistry(const ActionEnv& env) {
                  Arg("payload", V::kMap, false, "Structured payload."),
                  Arg("correlation_id", V::kString, false, "Thread id."),
                  Arg("reply_to", V::kString, false, "Id of the message this answers."),
-                 Arg("ttl", V::kString, false, "Time to live, e.g. 1h.", true)},
+                 Arg("ttl", V::kString, false, "Time to live, e.g. 1h.", true),
+                 Arg("id", V::kString, false, "Message id (default: derived from run and step, "
+                                              "so retries are deduplicated).")},
                 {"message_id", "recipient_count", "duplicate"}),
            Fn([m](const Json& a, ActionCall& c) { return MessagingSend(m, a, c, false); }));
   Register(Spec("messaging.broadcast", "Send a message to every agent (or a capability group).",
@@ -392,7 +395,8 @@ ActionRegistry::ActionRegistry(const ActionEnv& env) {
                  Arg("type", V::kString, false, "Message type (default broadcast)."),
                  Arg("priority", V::kString, false, "low|normal|high|critical|emergency."),
                  Arg("payload", V::kMap, false, "Structured payload."),
-                 Arg("ttl", V::kString, false, "Time to live.", true)},
+                 Arg("ttl", V::kString, false, "Time to live.", true),
+                 Arg("id", V::kString, false, "Message id (default: derived from run and step).")},
                 {"message_id", "recipient_count", "duplicate"}),
            Fn([m](const Json& a, ActionCall& c) { return MessagingSend(m, a, c, true); }));
   Register(Spec("messaging.fetch_inbox", "Peek at the caller's inbox (never consumes).",
@@ -407,7 +411,9 @@ ActionRegistry::ActionRegistry(const ActionEnv& env) {
            Fn([m](const Json& a, ActionCall& c) { return MessagingFetch(m, a, c); }));
   Register(Spec("messaging.ack", "Acknowledge inbox entries (processed).",
                 {Arg("inbox_sequences", V::kList, false, "Entries by inbox sequence."),
-                 Arg("message_ids", V::kList, false, "Entries by message id.")},
+                 Arg("message_ids", V::kList, false, "Entries by message id."),
+                 Arg("entries", V::kList, false,
+                     "Messages as messaging.fetch_inbox returns them (their inbox_sequence).")},
                 {"acked", "results"}),
            Fn([m](const Json& a, ActionCall& c) { return MessagingAck(m, a, c); }));
 

@@ -132,6 +132,9 @@ class ActionCall {
   virtual ~ActionCall() = default;
   virtual const std::string& agent_id() const = 0;
   virtual const std::string& run_id() const = 0;
+  // The step's path in the run (e.g. "notify/send"): with run_id, a stable
+  // identity across retries (used for idempotent message ids).
+  virtual const std::string& step_path() const = 0;
   // The attempt's deadline (InfiniteFuture when the step has no timeout).
   virtual absl::Time deadline() const = 0;
   virtual Clock* clock() const = 0;

@@ -185,6 +185,7 @@ class Engine::Call final : public ActionCall {
       : engine_(engine), sr_(std::move(sr)), attempt_(std::move(attempt)), n_(n) {}
   const std::string& agent_id() const override { return sr_->ctx.run->agent; }
   const std::string& run_id() const override { return sr_->ctx.run->run_id; }
+  const std::string& step_path() const override { return sr_->rec->path; }
   absl::Time deadline() const override { return attempt_->deadline; }
   Clock* clock() const override { return engine_->clock_; }
   Executor* blocking() const override { return engine_->blocking_; }

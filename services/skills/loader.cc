@@ -321,8 +321,10 @@ class FileParser {
   void ParseSteps(const YAML::Node& n, const std::string& path, int depth,
                   std::vector<Step>* out);
   bool ParseStep(const YAML::Node& n, const std::string& path, int depth, Step* step);
-  void ParseActionArgs(const YAML::Node& args, const std::string& path, Step* step,
-                       const ActionSpec* spec);
+  // `args_path` is where the arguments are in the document; `step_path`
+  // the step that owns them (for reference checks).
+  void ParseActionArgs(const YAML::Node& args, const std::string& args_path,
+                       const std::string& step_path, Step* step, const ActionSpec* spec);
   void ParseWaitFor(const YAML::Node& args, const std::string& path, Step* step);
   void ParseRetry(const YAML::Node& n, const std::string& path, RetryPolicy* retry);
 
@@ -816,7 +818,7 @@ bool FileParser::ParseStep(const YAML::Node& n, const std::string& path, int dep
     if (step->action == "wait_for") {
       ParseWaitFor(args, path, step);
     } else {
-      ParseActionArgs(args, path, step, spec);
+      ParseActionArgs(args, path + ".args", path, step, spec);
     }
   } else if (body == "skill") {
     step->kind = StepKind::kSkill;
@@ -919,10 +921,10 @@ void FileParser::ParseRetry(const YAML::Node& n, const std::string& path, RetryP
   });
 }
 
-void FileParser::ParseActionArgs(const YAML::Node& args, const std::string& path, Step* step,
+void FileParser::ParseActionArgs(const YAML::Node& args, const std::string& args_path,
+                                 const std::string& step_path, Step* step,
                                  const ActionSpec* spec) {
   Json json = Json::object();
-  std::string args_path = path + ".args";
   std::set<std::string> given;
   if (!args.IsNull()) {
     if (!args.IsMap()) {
@@ -946,7 +948,7 @@ void FileParser::ParseActionArgs(const YAML::Node& args, const std::string& path
                  }
                  given.insert(key);
                  Json value;
-                 if (!ToJson(v, p, &value, &path)) return;
+                 if (!ToJson(v, p, &value, &step_path)) return;
                  json[key] = value;
                  bool templated = value.is_string() &&
                                   value.get_ref<const std::string&>().find("{{") !=
@@ -1018,7 +1020,11 @@ void FileParser::ParseWaitFor(const YAML::Node& args, const std::string& path, S
       until = v;
     } else if (key == "interval") {
       absl::Duration d;
-      if (GetDuration(v, p, "interval", &d)) json["interval"] = v.Scalar();
+      if (v.IsScalar() && v.Scalar().find("{{") != std::string::npos) {
+        if (CheckTemplate(v, p, path, nullptr)) json["interval"] = v.Scalar();
+      } else if (GetDuration(v, p, "interval", &d)) {
+        json["interval"] = v.Scalar();
+      }
     } else {
       Add(IssueCode::kSchema, k, p,
           absl::StrCat("action \"wait_for\" has no argument ", Quoted(key),
@@ -1035,7 +1041,7 @@ void FileParser::ParseWaitFor(const YAML::Node& args, const std::string& path, S
   // The polled action's arguments are checked like a step's.
   Step probe;
   probe.pos = step->pos;
-  ParseActionArgs(inner_args, args_path, &probe, inner);
+  ParseActionArgs(inner_args, args_path + ".args", path, &probe, inner);
   json["args"] = probe.args.source();
   if (until.IsDefined()) {
     std::string text;

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/skills/action_args.h"
+#include "libs/crypto/crypto.h"
 #include "services/skills/json_proto.h"
 
 namespace cnet::skills {
@@ -75,6 +76,16 @@ Json TaskJson(const pb::Task& t) {
               {"created_at", TimeText(t.created_at())}};
 }
 
+// "<run id>:<step path with '/' as '.'>", hashed when over 128 bytes.
+std::string StableMessageId(const std::string& run_id, const std::string& path) {
+  std::string id = run_id + ":" + path;
+  for (char& c : id) {
+    if (c == '/') c = '.';
+  }
+  if (id.size() > 128) id = run_id + ":" + crypto::Sha256Hex(path).substr(0, 32);
+  return id;
+}
+
 absl::Status NotConfigured(const char* what) {
   return absl::FailedPreconditionError(
       absl::StrCat(what, " is not configured in this skills service"));
@@ -105,6 +116,8 @@ absl::StatusOr<Json> MessagingSend(MessagingBackend* backend, const Json& a, Act
   m->set_correlation_id(args.Str("correlation_id"));
   m->set_reply_to(args.Str("reply_to"));
   if (auto ttl = args.Dur("ttl")) *m->mutable_ttl() = ToDurationProto(*ttl);
+  // A stable id per run and step: MACS drops a retried send as a duplicate.
+  m->set_id(args.Str("id", StableMessageId(call.run_id(), call.step_path())));
   if (!args.ok()) return args.status();
   pb::SendResponse resp;
   absl::Status s = backend->Send(call.Context(), req, &resp);
@@ -170,6 +183,23 @@ absl::StatusOr<Json> MessagingAck(MessagingBackend* backend, const Json& a, Acti
     }
   }
   for (const std::string& id : args.StrList("message_ids")) req.add_message_ids(id);
+  if (const Json* entries = args.Raw("entries")) {
+    if (!entries->is_array()) {
+      args.Fail(absl::StrCat(args.Label("entries"), ": expected a list of messages, got ",
+                             TypeOf(*entries)));
+    } else {
+      for (const Json& e : *entries) {
+        const Json* seq = e.is_object() && e.contains("inbox_sequence") ? &e["inbox_sequence"]
+                                                                        : nullptr;
+        if (seq == nullptr || !Conforms(*seq, ValueType::kInt)) {
+          args.Fail(absl::StrCat(args.Label("entries"),
+                                 ": each entry needs an int inbox_sequence, got ", Describe(e)));
+          break;
+        }
+        req.add_inbox_sequences(seq->get<int64_t>());
+      }
+    }
+  }
   if (!args.ok()) return args.status();
   if (req.inbox_sequences_size() + req.message_ids_size() == 0) {
     // Nothing to acknowledge (an empty inbox) is not an error.
@@ -270,7 +300,8 @@ absl::StatusOr<Json> RegistryRegister(RegistryBackend* backend, const Json& a, A
   Args args(a, "registry.register");
   pb::RegisterRequest req;
   req.set_agent_id(call.agent_id());
-  req.set_name(args.Str("name", call.agent_id()));
+  std::string name = args.Str("name");
+  req.set_name(name.empty() ? call.agent_id() : name);
   for (const std::string& c : args.StrList("capabilities")) req.add_capabilities(c);
   req.set_status_message(args.Str("status_message"));
   req.set_location(args.Str("location"));

@@ -22,7 +22,7 @@ Engine::Finished RunWaiter::Callback() {
 
 RunRecord RunWaiter::Wait() {
   // The bound only turns a hang into a failure; runs end in milliseconds.
-  EXPECT_TRUE(done_.WaitForNotificationWithTimeout(absl::Seconds(60)))
+  EXPECT_TRUE(done_.WaitForNotificationWithTimeout(absl::Seconds(20)))
       << "the run did not finish";
   absl::MutexLock lock(&mu_);
   return rec_;
