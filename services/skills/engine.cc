@@ -666,6 +666,22 @@ absl::StatusOr<RunRecord> Engine::Cancel(const std::string& run_id, const Caller
   return final_rec;
 }
 
+void Engine::Abandon(const std::string& run_id, const std::string& reason) {
+  std::shared_ptr<Run> run;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(run_id);
+    if (it == active_.end()) return;
+    run = it->second;
+  }
+  {
+    absl::MutexLock lock(&run->mu);
+    if (run->finished) return;
+    run->user_cancelled = true;
+  }
+  run->scope->Cancel(absl::CancelledError(reason));
+}
+
 absl::StatusOr<RunRecord> Engine::GetRun(const std::string& run_id, bool with_steps) {
   std::shared_ptr<Run> run;
   {

@@ -129,6 +129,8 @@ class Engine {
   // FAILED_PRECONDITION (already finished).
   absl::StatusOr<RunRecord> Cancel(const std::string& run_id, const CallerInfo& who, bool admin,
                                    const std::string& reason);
+  // Cancels without waiting (a SYNC caller went away); no-op when finished.
+  void Abandon(const std::string& run_id, const std::string& reason);
 
   absl::StatusOr<RunRecord> GetRun(const std::string& run_id, bool with_steps);
   absl::StatusOr<std::vector<RunRecord>> ListRuns(const Store::RunFilter& filter);
