@@ -90,8 +90,13 @@ class SleepAction final : public Action {
     if (!args.ok()) return call->Finish(args.status());
     Clock* clock = call->clock();
     Json out{{"slept_ms", absl::ToInt64Milliseconds(*d)}};
-    Clock::TimerId id = clock->RunAfter(*d, [call, out] { call->Finish(out); });
+    absl::Time until = clock->Now() + *d;
+    Clock::TimerId id = clock->RunAt(until, [call, out] { call->Finish(out); });
     call->OnCancel([clock, id] { clock->Cancel(id); });
+    // Emitted once the timer is set: a watcher knows the wait has begun.
+    call->Output(Json{{"until", absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", until,
+                                                 absl::UTCTimeZone())}},
+                 absl::StrCat("sleeping ", absl::FormatDuration(*d)));
   }
 };
 
