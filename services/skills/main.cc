@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "absl/synchronization/mutex.h"
 #include "libs/auth/auth.h"
 #include "libs/clock/clock.h"
 #include "libs/server/bootstrap.h"
@@ -27,6 +28,9 @@ int Fatal(const absl::Status& s) {
 int main(int argc, char** argv) {
   using namespace cnet::skills;  // NOLINT: one binary's wiring
   cnet::BlockShutdownSignals();
+  // absl's lock-order graph costs every Mutex acquisition and destruction;
+  // the engine creates a few mutexes per step. Tests keep it on.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   cnet::Boot boot = cnet::BootOrExit(argc, argv, "skills", "services.skills_addr");
   const cnet::config::Config& cfg = boot.config;
   cnet::Clock* clock = cnet::RealClock::Default();
