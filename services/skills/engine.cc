@@ -407,6 +407,15 @@ absl::Status Engine::CheckRunnable(const Library& lib, const LoadedSkill& skill,
               spec->disabled_reason)),
           "ACTION_DISABLED");
     }
+    if (spec != nullptr && spec->check_literal_args) {
+      absl::Status s = spec->check_literal_args(step->args.source());
+      if (!s.ok()) {
+        return WithReason(absl::Status(s.code(), absl::StrCat("skill ", Quoted(skill.def().Key()),
+                                                              ", step ", Quoted(step->id), " of ",
+                                                              owner, ": ", s.message())),
+                          "ACTION_DISABLED");
+      }
+    }
   }
   if (needed.empty() || !capabilities_) return absl::OkStatus();
   auto have = capabilities_(caller.agent());
