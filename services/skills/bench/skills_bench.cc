@@ -184,6 +184,9 @@ int Main(int argc, char** argv) {
     std::printf("  run duration (engine): p50 %.3f ms  p99 %.3f ms  (%lld runs)\n",
                 Ms(st.duration().p50()), Ms(st.duration().p99()),
                 static_cast<long long>(st.duration().count()));
+    std::printf("  run overhead per step: p50 %.3f ms  p99 %.3f ms  (run duration / steps; the "
+                "log action's own time is microseconds)\n",
+                Ms(st.duration().p50()) / steps, Ms(st.duration().p99()) / steps);
     std::printf("  per-step overhead:     p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%lld steps; "
                 "step wall time beyond the action's own time)\n",
                 Ms(st.step_overhead().p50()), Ms(st.step_overhead().p99()),
