@@ -90,6 +90,50 @@ class SuiteTest(unittest.TestCase):
             self.assertFalse(pid_alive(pid))
         self.assertEqual(self.cnet("status").returncode, 5)
 
+    def test_config_commands(self):
+        up = self.cnet("up", "--bin-dir", os.path.join(RUNFILES, "services"))
+        self.assertEqual(up.returncode, 0, up.stderr)
+        show = self.cnet("--json", "config", "show", "network.heartbeat_interval")
+        self.assertEqual(show.returncode, 0, show.stderr)
+        value = json.loads(show.stdout)["values"][0]
+        self.assertEqual((value["value"], value["layer"]), ("15s", "DEFAULT"))
+
+        setv = self.cnet("config", "set", "limits.inbox_cap", "123")
+        self.assertEqual(setv.returncode, 0, setv.stderr)
+        show = self.cnet("--json", "config", "show", "limits.inbox_cap")
+        value = json.loads(show.stdout)["values"][0]
+        self.assertEqual((value["value"], value["layer"]), ("123", "RUNTIME_OVERRIDE"))
+        overrides = os.path.join(self.home, ".claude-network/data/config-overrides.yaml")
+        self.assertEqual(os.stat(overrides).st_mode & 0o777, 0o600)
+
+        bad = self.cnet("config", "set", "limits.inbox_cap", "lots")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("limits.inbox_cap", bad.stderr)
+        self.assertEqual(len(bad.stderr.strip().splitlines()), 1)
+        denied = self.cnet("--token", "not-the-admin", "config", "set", "limits.inbox_cap", "5")
+        self.assertEqual(denied.returncode, 4, denied.stderr)
+
+        doc = os.path.join(self.home, "candidate.yaml")
+        with open(doc, "w") as f:
+            f.write("limits:\n  inbox_cap: 10\n  no_such: 1\n")
+        invalid = self.cnet("config", "validate", doc)
+        self.assertEqual(invalid.returncode, 1)
+        self.assertIn(doc + ":3:", invalid.stderr)
+        self.assertIn("limits.no_such", invalid.stderr)
+
+        unset = self.cnet("--json", "config", "unset", "limits.inbox_cap")
+        self.assertEqual(unset.returncode, 0, unset.stderr)
+        self.assertTrue(json.loads(unset.stdout)["existed"])
+        secret = self.cnet("--json", "config", "show", "security.admin_token")
+        value = json.loads(secret.stdout)["values"][0]
+        self.assertEqual(value["value"], "")
+
+    def test_commands_fail_cleanly_when_the_suite_is_down(self):
+        show = self.cnet("--timeout", "2", "config", "show")
+        self.assertEqual(show.returncode, 5)
+        self.assertIn("cnet up", show.stderr)
+        self.assertEqual(len(show.stderr.strip().splitlines()), 1)
+
     def test_malformed_config_exits_nonzero_with_one_line(self):
         with open(os.path.join(self.project, "config.yaml"), "w") as f:
             f.write("network:\n  heartbeat_interval: soon\n")

@@ -310,4 +310,41 @@ int Health(const std::string& address, const std::string& service,
   return health == "SERVING" ? kExitOk : kExitUnavailable;
 }
 
+void AddSuiteCommands(CLI::App* app, Globals* g) {
+  struct UpFlags {
+    std::string bin_dir;
+    double wait_seconds = 60;
+  };
+  auto flags = std::make_shared<UpFlags>();
+  auto options = [g, flags] {
+    return SuiteOptions{g->config(), flags->bin_dir, g->load_options().project_dir,
+                        absl::Seconds(flags->wait_seconds), g->json};
+  };
+  auto* up = app->add_subcommand("up", "start the five services and wait until all are SERVING");
+  up->add_option("--bin-dir", flags->bin_dir, "directory of the service binaries (default: found)");
+  up->add_option("--wait", flags->wait_seconds, "seconds to wait for SERVING")
+      ->capture_default_str();
+  up->footer("Example: cnet up");
+  up->callback([g, options] { g->exit_code = Up(options()); });
+
+  auto* down = app->add_subcommand("down", "stop the services started by `cnet up`");
+  down->footer("Example: cnet down");
+  down->callback([g, options] { g->exit_code = Down(options()); });
+
+  auto* status = app->add_subcommand("status", "show each service's pid, address and health");
+  status->footer("Example: cnet status --json");
+  status->callback([g, options] { g->exit_code = Status(options()); });
+
+  auto health_flags = std::make_shared<std::pair<std::string, std::string>>();
+  auto* health = app->add_subcommand("health", "exit 0 only if ADDRESS answers SERVING");
+  health->add_option("--addr", health_flags->first, "host:port")->required();
+  health->add_option("--service", health_flags->second,
+                     "fully qualified service name (default: the whole server)");
+  health->footer("Example: cnet health --addr 127.0.0.1:7101");
+  health->callback([g, health_flags] {
+    g->exit_code = Health(health_flags->first, health_flags->second,
+                          absl::Seconds(g->timeout_seconds), g->json);
+  });
+}
+
 }  // namespace cnet::cli

@@ -18,19 +18,9 @@
 
 #include "absl/time/time.h"
 #include "libs/config/loader.h"
+#include "tools/cnet/cli.h"
 
 namespace cnet::cli {
-
-// Documented exit codes of cnet.
-enum ExitCode {
-  kExitOk = 0,
-  kExitUsage = 1,
-  kExitNotFound = 2,
-  kExitConflict = 3,
-  kExitDenied = 4,
-  kExitUnavailable = 5,
-  kExitInternal = 6,
-};
 
 struct ServiceInfo {
   std::string name;         // binary and log name, e.g. "macs-gateway"
