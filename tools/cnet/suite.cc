@@ -180,7 +180,7 @@ int Up(const SuiteOptions& o) {
     pids[s.name] = pid;
     std::ofstream(PidFile(c, s.name)) << pid << "\n";
   }
-  bool tty = isatty(2) && !o.json;
+  bool tty = isatty(2) && !o.json && !o.quiet;
   std::map<std::string, bool> serving;
   absl::Time deadline = start + o.timeout;
   while (serving.size() < Services().size()) {
@@ -218,6 +218,7 @@ int Up(const SuiteOptions& o) {
   }
   Progress(tty, "");
   double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  if (o.quiet) return kExitOk;
   if (o.json) {
     std::cout << "{\"ok\":true,\"seconds\":" << secs << ",\"services\":[";
     bool first = true;
@@ -266,6 +267,7 @@ int Down(const SuiteOptions& o) {
     }
     std::remove(PidFile(c, name).c_str());
   }
+  if (o.quiet) return kExitOk;
   if (o.json) {
     std::cout << "{\"ok\":true,\"stopped\":" << pids.size() << "}\n";
   } else {

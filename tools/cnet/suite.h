@@ -37,6 +37,7 @@ struct SuiteOptions {
   std::string project_dir;  // passed to services as --project-dir
   absl::Duration timeout = absl::Seconds(60);
   bool json = false;
+  bool quiet = false;  // print nothing on success (benchmarks)
 };
 
 int Up(const SuiteOptions& options);
