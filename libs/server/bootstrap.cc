@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/logging/logging.h"
+#include "libs/metrics/metrics.h"
 
 namespace cnet {
 namespace {
@@ -47,6 +48,7 @@ Boot BootOrExit(int argc, char** argv, std::string_view name,
                 std::string_view address_key) {
   Boot boot;
   boot.name = std::string(name);
+  boot.address_key = std::string(address_key);
   std::string listen, data_dir, log_file, project_dir;
   CLI::App app{absl::StrCat("Claude Network ", boot.name, " service")};
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0 = any free port)");
@@ -97,6 +99,18 @@ Boot BootOrExit(int argc, char** argv, std::string_view name,
 int ServeUntilSignal(const Boot& boot, ServerOptions options, const ServeHooks& hooks) {
   options.name = boot.name;
   options.listen_address = boot.listen_address;
+  std::unique_ptr<metrics::HttpEndpoint> metrics_endpoint;
+  if (boot.config.GetBool("services.metrics_enabled")) {
+    options.interceptors.push_back(metrics::MakeRpcMetricsInterceptorFactory());
+    std::string key = boot.address_key.substr(0, boot.address_key.rfind("_addr")) + "_metrics_port";
+    auto endpoint = metrics::HttpEndpoint::Start(boot.config.GetString("services.bind_host"),
+                                                 static_cast<int>(boot.config.GetInt(key)),
+                                                 metrics::Registry::Default());
+    if (!endpoint.ok()) Die(boot.name, std::string(endpoint.status().message()));
+    metrics_endpoint = *std::move(endpoint);
+    LOG(INFO) << "metrics on http://" << boot.config.GetString("services.bind_host") << ":"
+              << metrics_endpoint->port() << "/metrics";
+  }
   absl::StatusOr<std::unique_ptr<GrpcServer>> server = GrpcServer::Start(std::move(options));
   if (!server.ok()) {
     LOG(ERROR) << server.status().message();
@@ -104,6 +118,10 @@ int ServeUntilSignal(const Boot& boot, ServerOptions options, const ServeHooks& 
   }
   if (!boot.port_file.empty()) {
     absl::Status s = WriteFileAtomically(boot.port_file, std::to_string((*server)->port()));
+    if (s.ok() && metrics_endpoint) {
+      s = WriteFileAtomically(boot.port_file + ".metrics",
+                              std::to_string(metrics_endpoint->port()));
+    }
     if (!s.ok()) Die(boot.name, std::string(s.message()));
   }
   for (;;) {

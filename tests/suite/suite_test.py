@@ -8,12 +8,14 @@
 """
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 RUNFILES = os.environ.get("TEST_SRCDIR", "") + "/claudenet"
 CNET = os.path.join(RUNFILES, "tools/cnet/cnet")
@@ -48,6 +50,8 @@ class SuiteTest(unittest.TestCase):
         self.env = {"HOME": self.home, "PATH": "/usr/bin:/bin"}
         for name, key in ADDR_KEYS.items():
             self.env["CNET_SERVICES__" + key] = f"127.0.0.1:{free_port()}"
+            metrics_key = key.replace("_ADDR", "_METRICS_PORT")
+            self.env["CNET_SERVICES__" + metrics_key] = str(free_port())
 
     def tearDown(self):
         self.cnet("down")
@@ -83,6 +87,20 @@ class SuiteTest(unittest.TestCase):
             with open(log) as f:
                 first = json.loads(f.readline())
             self.assertEqual(first["service"], name)
+
+        # Each binary exposes Prometheus metrics; the health checks above
+        # went through the shared rpc interceptor.
+        for name, key in ADDR_KEYS.items():
+            port = self.env["CNET_SERVICES__" + key.replace("_ADDR", "_METRICS_PORT")]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                self.assertIn("version=0.0.4", r.headers["Content-Type"])
+                body = r.read().decode()
+            self.assertIn('cnet_rpc_requests_total{method="/grpc.health.v1.Health/Check",code="OK"}',
+                          body)
+            sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+$')
+            for line in body.splitlines():
+                if not line.startswith("#"):
+                    self.assertRegex(line, sample)
 
         down = self.cnet("down")
         self.assertEqual(down.returncode, 0, down.stderr)

@@ -49,6 +49,8 @@ absl::Status SuiteRunner::Start(absl::Duration* startup) {
   load.env["CNET_SERVICES__LOG_DIR"] = root_ + "/logs";
   for (const auto& s : cli::Services()) {
     load.env[config::GenericEnvName(s.address_key)] = absl::StrCat("127.0.0.1:", FreePort());
+    std::string metrics_key = s.address_key.substr(0, s.address_key.rfind("_addr")) + "_metrics_port";
+    load.env[config::GenericEnvName(metrics_key)] = std::to_string(FreePort());
   }
   absl::StatusOr<config::Config> c = config::Load(load);
   if (!c.ok()) return c.status();
