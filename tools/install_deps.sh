@@ -12,7 +12,7 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
-  python3 python3-grpcio python3-yaml
+  python3 python3-grpcio python3-yaml docker-compose
 )
 
 missing=()
