@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/logging/logging.h"
 #include "libs/metrics/metrics.h"
+#include "libs/server/tls.h"
 
 namespace cnet {
 namespace {
@@ -99,6 +100,10 @@ Boot BootOrExit(int argc, char** argv, std::string_view name,
 int ServeUntilSignal(const Boot& boot, ServerOptions options, const ServeHooks& hooks) {
   options.name = boot.name;
   options.listen_address = boot.listen_address;
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentialsFromConfig(boot.config, boot.listen_address);
+  if (!credentials.ok()) Die(boot.name, std::string(credentials.status().message()));
+  options.credentials = *credentials;
   std::unique_ptr<metrics::HttpEndpoint> metrics_endpoint;
   if (boot.config.GetBool("services.metrics_enabled")) {
     options.interceptors.push_back(metrics::MakeRpcMetricsInterceptorFactory());

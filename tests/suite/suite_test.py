@@ -146,6 +146,30 @@ class SuiteTest(unittest.TestCase):
         value = json.loads(secret.stdout)["values"][0]
         self.assertEqual(value["value"], "")
 
+    def test_suite_over_mutual_tls(self):
+        certs = os.path.join(self.home, "certs")
+        subprocess.run(["bash", os.path.join(RUNFILES, "tools/make_certs.sh"), certs],
+                       check=True, capture_output=True)
+        self.env.update({
+            "CNET_SECURITY__TLS__ENABLED": "true",
+            "CNET_SECURITY__TLS__REQUIRE_CLIENT_CERT": "true",
+            "CNET_SECURITY__TLS__CERT_FILE": os.path.join(certs, "server.pem"),
+            "CNET_SECURITY__TLS__KEY_FILE": os.path.join(certs, "server.key"),
+            "CNET_SECURITY__TLS__CA_FILE": os.path.join(certs, "ca.pem"),
+        })
+        up = self.cnet("up", "--bin-dir", os.path.join(RUNFILES, "services"))
+        self.assertEqual(up.returncode, 0, up.stderr)
+        status = self.cnet("--json", "status")
+        self.assertEqual(status.returncode, 0, status.stderr)
+        show = self.cnet("config", "show", "security.tls.enabled")
+        self.assertEqual(show.returncode, 0, show.stderr)
+        # A client without TLS gets nothing.
+        plain = dict(self.env)
+        plain["CNET_SECURITY__TLS__ENABLED"] = "false"
+        run = subprocess.run([CNET, "--project-dir", self.project, "--timeout", "3",
+                              "config", "show"], env=plain, capture_output=True, text=True)
+        self.assertEqual(run.returncode, 5, run.stderr)
+
     def test_commands_fail_cleanly_when_the_suite_is_down(self):
         show = self.cnet("--timeout", "2", "config", "show")
         self.assertEqual(show.returncode, 5)

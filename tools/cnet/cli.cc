@@ -7,6 +7,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "libs/logging/logging.h"
+#include "libs/server/server.h"
+#include "libs/server/tls.h"
 
 namespace cnet::cli {
 
@@ -35,6 +37,15 @@ std::unique_ptr<grpc::ClientContext> Globals::Context(const std::string& credent
                     std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000)));
   if (!credential.empty()) ctx->AddMetadata("authorization", "Bearer " + credential);
   return ctx;
+}
+
+std::shared_ptr<grpc::Channel> Globals::Channel(const std::string& address) {
+  auto creds = ChannelCredentialsFromConfig(config());
+  if (!creds.ok()) {
+    std::cerr << "cnet: " << creds.status().message() << "\n";
+    std::exit(kExitUsage);
+  }
+  return MakeChannel(address, *creds);
 }
 
 std::string Globals::AdminCredential() {

@@ -48,6 +48,9 @@ struct Globals {
   // when one is given.
   std::unique_ptr<grpc::ClientContext> Context(const std::string& credential = "") const;
 
+  // A channel to a service of the suite, with TLS when configured.
+  std::shared_ptr<grpc::Channel> Channel(const std::string& address);
+
   // The admin credential: --token / CNET_ADMIN_TOKEN / security.admin_token
   // / <data_dir>/admin.token (readable only by the owner).
   std::string AdminCredential();

@@ -16,7 +16,7 @@ namespace pb = claudenet::v1;
 namespace {
 
 std::unique_ptr<pb::ConfigService::Stub> Stub(Globals* g) {
-  return pb::ConfigService::NewStub(MakeChannel(g->config().GetString("services.config_addr")));
+  return pb::ConfigService::NewStub(g->Channel(g->config().GetString("services.config_addr")));
 }
 
 std::string LayerText(pb::Layer layer) {

@@ -18,6 +18,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "libs/logging/logging.h"
 #include "libs/server/server.h"
+#include "libs/server/tls.h"
 
 namespace cnet::cli {
 namespace fs = std::filesystem;
@@ -34,8 +35,9 @@ const std::vector<ServiceInfo>& Services() {
 }
 
 std::string CheckHealth(const std::string& address, const std::string& service,
-                        absl::Duration timeout) {
-  auto stub = grpc::health::v1::Health::NewStub(MakeChannel(address));
+                        absl::Duration timeout,
+                        std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  auto stub = grpc::health::v1::Health::NewStub(MakeChannel(address, credentials));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
   grpc::health::v1::HealthCheckRequest req;
@@ -124,6 +126,13 @@ pid_t Spawn(const std::string& binary, const std::vector<std::string>& args,
   _exit(127);
 }
 
+// TLS client credentials when the suite is configured for TLS; a broken
+// TLS configuration falls back to plaintext, which then fails visibly.
+std::shared_ptr<grpc::ChannelCredentials> ClientCredentials(const config::Config& c) {
+  auto creds = ChannelCredentialsFromConfig(c);
+  return creds.ok() ? *creds : grpc::InsecureChannelCredentials();
+}
+
 bool Exited(pid_t pid, int* status) {
   return waitpid(pid, status, WNOHANG) == pid;
 }
@@ -181,6 +190,7 @@ int Up(const SuiteOptions& o) {
     std::ofstream(PidFile(c, s.name)) << pid << "\n";
   }
   bool tty = isatty(2) && !o.json && !o.quiet;
+  std::shared_ptr<grpc::ChannelCredentials> creds = ClientCredentials(c);
   std::map<std::string, bool> serving;
   absl::Time deadline = start + o.timeout;
   while (serving.size() < Services().size()) {
@@ -199,7 +209,8 @@ int Up(const SuiteOptions& o) {
         }
         return kExitUnavailable;
       }
-      if (CheckHealth(c.GetString(s.address_key), "", absl::Milliseconds(500)) == "SERVING") {
+      if (CheckHealth(c.GetString(s.address_key), "", absl::Milliseconds(500), creds) ==
+          "SERVING") {
         serving[s.name] = true;
       }
     }
@@ -284,7 +295,7 @@ int Status(const SuiteOptions& o) {
   for (const auto& s : Services()) {
     pid_t pid = LivePid(c, s.name);
     std::string address = c.GetString(s.address_key);
-    std::string health = CheckHealth(address, "", absl::Seconds(2));
+    std::string health = CheckHealth(address, "", absl::Seconds(2), ClientCredentials(c));
     if (health == "SERVING") ++serving;
     if (o.json) {
       json_items.push_back(absl::StrCat("{\"name\":\"", s.name, "\",\"pid\":", pid,
@@ -301,8 +312,9 @@ int Status(const SuiteOptions& o) {
 }
 
 int Health(const std::string& address, const std::string& service,
-           absl::Duration timeout, bool json) {
-  std::string health = CheckHealth(address, service, timeout);
+           absl::Duration timeout, bool json,
+           std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  std::string health = CheckHealth(address, service, timeout, credentials);
   if (json) {
     std::cout << "{\"address\":\"" << JsonEscape(address) << "\",\"health\":\"" << health
               << "\"}\n";
@@ -345,7 +357,8 @@ void AddSuiteCommands(CLI::App* app, Globals* g) {
   health->footer("Example: cnet health --addr 127.0.0.1:7101");
   health->callback([g, health_flags] {
     g->exit_code = Health(health_flags->first, health_flags->second,
-                          absl::Seconds(g->timeout_seconds), g->json);
+                          absl::Seconds(g->timeout_seconds), g->json,
+                          ClientCredentials(g->config()));
   });
 }
 

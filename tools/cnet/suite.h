@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/time/time.h"
 #include "libs/config/loader.h"
 #include "tools/cnet/cli.h"
@@ -45,12 +47,14 @@ int Down(const SuiteOptions& options);
 int Status(const SuiteOptions& options);
 // Checks one address (and optionally one service name).
 int Health(const std::string& address, const std::string& service,
-           absl::Duration timeout, bool json);
+           absl::Duration timeout, bool json,
+           std::shared_ptr<grpc::ChannelCredentials> credentials);
 
 // Asks grpc.health.v1 at `address`; "SERVING", "NOT_SERVING",
 // "UNAVAILABLE" (no answer), ...
 std::string CheckHealth(const std::string& address, const std::string& service,
-                        absl::Duration timeout);
+                        absl::Duration timeout,
+                        std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 }  // namespace cnet::cli
 
