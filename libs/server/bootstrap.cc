@@ -1,6 +1,7 @@
 #include "libs/server/bootstrap.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <glog/logging.h>
 #include <signal.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "libs/logging/logging.h"
 #include "libs/metrics/metrics.h"
 #include "libs/server/tls.h"
@@ -25,6 +27,20 @@ namespace {
 }
 
 }  // namespace
+
+void WarnAboutExposedSecrets(const config::Config& config) {
+  for (const config::Config::Entry& e : config.entries()) {
+    if (!e.spec->secret || !e.is_set) continue;
+    config::Layer layer = e.source.layer;
+    if (layer == config::Layer::kDefault || layer == config::Layer::kEnvironment) continue;
+    struct stat st;
+    if (::stat(e.source.origin.c_str(), &st) == 0 && (st.st_mode & 0077) != 0) {
+      LOG(WARNING) << e.source.origin << " sets secret " << e.spec->key
+                   << " but is readable by other users (mode "
+                   << absl::StrFormat("%04o", st.st_mode & 07777) << "); chmod 600 it";
+    }
+  }
+}
 
 absl::Status WriteFileAtomically(const std::string& path, std::string_view content) {
   std::string tmp = absl::StrCat(path, ".tmp.", getpid());
@@ -94,6 +110,7 @@ Boot BootOrExit(int argc, char** argv, std::string_view name,
   absl::Status logging = InitLogging(argv[0], name, log_file == "-" ? "" : log_file);
   if (!logging.ok()) Die(boot.name, std::string(logging.message()));
   LOG(INFO) << boot.name << " starting; data dir " << boot.data_dir;
+  WarnAboutExposedSecrets(boot.config);
   return boot;
 }
 

@@ -62,6 +62,9 @@ struct ServeHooks {
 int ServeUntilSignal(const Boot& boot, ServerOptions options,
                      const ServeHooks& hooks = {});
 
+// Logs a warning for each secret set by a file that other users can read.
+void WarnAboutExposedSecrets(const config::Config& config);
+
 // Writes `content` to `path` via a temporary file and rename.
 absl::Status WriteFileAtomically(const std::string& path, std::string_view content);
 
