@@ -88,6 +88,23 @@ class SuiteTest(unittest.TestCase):
                 first = json.loads(f.readline())
             self.assertEqual(first["service"], name)
 
+        # Every binary is grpcurl-ready: reflection lists its service, and a
+        # method is callable by name from the reflected descriptors.
+        services = {"config": "claudenet.v1.ConfigService",
+                    "registry": "claudenet.v1.RegistryService",
+                    "macs-gateway": "claudenet.v1.MacsGateway",
+                    "tasks": "claudenet.v1.TaskService",
+                    "skills": "claudenet.v1.SkillService"}
+        for name, service in services.items():
+            addr = self.env["CNET_SERVICES__" + ADDR_KEYS[name]]
+            listed = self.cnet("--json", "list", "--addr", addr)
+            self.assertEqual(listed.returncode, 0, listed.stderr)
+            self.assertIn(service, json.loads(listed.stdout)["services"])
+        call = self.cnet("call", "--addr", self.env["CNET_SERVICES__CONFIG_ADDR"],
+                         "claudenet.v1.ConfigService/GetConfig", '{"key_prefix":"limits.inbox_cap"}')
+        self.assertEqual(call.returncode, 0, call.stderr)
+        self.assertEqual(json.loads(call.stdout)["values"][0]["key"], "limits.inbox_cap")
+
         # Each binary exposes Prometheus metrics; the health checks above
         # went through the shared rpc interceptor.
         for name, key in ADDR_KEYS.items():

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
       "precondition, 4 unauthenticated or denied, 5 unavailable, 6 internal.");
   cnet::cli::AddSuiteCommands(&app, &g);
   cnet::cli::AddConfigCommands(&app, &g);
+  cnet::cli::AddCallCommands(&app, &g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
