@@ -20,6 +20,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "yaml-cpp/depthguard.h"
 #include "yaml-cpp/yaml.h"
 
 extern char** environ;
@@ -204,6 +205,11 @@ struct LayerReader {
 
   void Report(const YAML::Mark& mark, std::string_view key,
               std::string reason) const {
+    // Keep every issue one short line, whatever the input: hostile keys or
+    // values are cut (the position still locates them).
+    constexpr size_t kMaxKey = 200, kMaxReason = 500;
+    if (key.size() > kMaxKey) key = key.substr(0, kMaxKey);
+    if (reason.size() > kMaxReason) reason = reason.substr(0, kMaxReason) + "...";
     bool has_mark = !mark.is_null() && mark.line >= 0;
     issues->push_back(Issue{layer, origin, has_mark ? mark.line + 1 : 0,
                             has_mark ? mark.column + 1 : 0, std::string(key),
@@ -229,6 +235,11 @@ struct LayerReader {
     std::vector<YAML::Node> documents;
     try {
       documents = YAML::LoadAll(std::string(text));
+    } catch (const YAML::DeepRecursion& e) {
+      // yaml-cpp stops at a fixed depth (and reports it as "bad file").
+      Report(e.mark, "", absl::StrCat("invalid YAML: nested deeper than ", e.depth(),
+                                      " levels"));
+      return;
     } catch (const YAML::Exception& e) {
       Report(e.mark, "", absl::StrCat("invalid YAML: ", e.msg));
       return;

@@ -416,6 +416,12 @@ absl::Status Invalid(std::string_view reason) {
 // `got "text"`, or a neutral phrase for secrets so they never reach a log.
 std::string Got(const KeySpec& spec, std::string_view text) {
   if (spec.secret) return "got an invalid value";
+  // Echo at most 80 bytes: a hostile value must not make a huge message.
+  constexpr size_t kMaxEcho = 80;
+  if (text.size() > kMaxEcho) {
+    return absl::StrCat("got \"", absl::CEscape(Sv(text.substr(0, kMaxEcho))), "\"... (",
+                        text.size(), " bytes)");
+  }
   return absl::StrCat("got \"", absl::CEscape(Sv(text)), "\"");
 }
 
