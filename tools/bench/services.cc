@@ -12,13 +12,17 @@ void MissingAll(Report* report, const std::string& workload,
 
 }  // namespace
 
-void RunServiceWorkloads(const Params&, SuiteRunner*, bool suite_up, Report* report) {
+void RunServiceWorkloads(const Params& p, SuiteRunner* suite, bool suite_up, Report* report) {
   std::string why = suite_up ? "workload not implemented yet" : "suite did not start";
-  MissingAll(report, "registry",
-             {"register 100k agents", "heartbeats/s", "FindAgents p50", "FindAgents p99",
-              "ListAgents by capability p50", "ListAgents by capability p99",
-              "registry RSS with 100k agents"},
-             why);
+  if (suite_up) {
+    RunRegistry(p, suite, report);
+  } else {
+    MissingAll(report, "registry",
+               {"register 100k agents", "heartbeats/s", "FindAgents p50", "FindAgents p99",
+                "ListAgents by capability p50", "ListAgents by capability p99",
+                "registry RSS with 100k agents"},
+               why);
+  }
   MissingAll(report, "macs",
              {"durable sends/s (1 sender)", "durable sends/s (16 senders)",
               "durable sends/s (64 senders)", "send->deliver p50 @1000/s",

@@ -17,6 +17,9 @@ void RunBaseline(const Params& p, Report* report);
 // `cnet up` to all-SERVING time and idle RSS per service.
 void RunSuite(const Params& p, SuiteRunner* suite, absl::Duration startup, Report* report);
 
+// Each service's workload over gRPC against the started suite.
+void RunRegistry(const Params& p, SuiteRunner* suite, Report* report);
+
 // The registry, macs, tasks and skills workloads against the started suite.
 void RunServiceWorkloads(const Params& p, SuiteRunner* suite, bool suite_up, Report* report);
 
