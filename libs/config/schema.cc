@@ -212,6 +212,38 @@ std::vector<KeySpec> BuildSchema() {
           "Registry events kept for Watch resume (events).")
           .Range(0, 10000000),
 
+      // registry: agent registration, tokens and the event stream.
+      Bool("registry.open_registration", "true",
+           "Anyone may register a new agent id; false = admin or service "
+           "credential only."),
+      Str("registry.public_base_url", "",
+          "Base URL of agent cards without their own url (<base>/agents/<id>); "
+          "empty = claudenet://<node>/agents/<id>.")
+          .Fmt(Format::kUrl),
+      Int("registry.default_agent_concurrency", "1",
+          "Tasks an agent may hold at once when it does not set "
+          "max_concurrent_tasks.")
+          .Range(1, 1000),
+      Int("registry.max_agents", "1000000",
+          "Most agents (local and remote) the registry holds.")
+          .Range(1, 100000000),
+      Dur("registry.token_cache_ttl", "30s",
+          "How long other services may cache a token validation.")
+          .Range(0, kHour),
+      Dur("registry.flush_interval", "1s",
+          "Heartbeat data (last seen, metrics) is persisted in batches this "
+          "often.")
+          .Range(0.01, kMinute),
+      Dur("registry.rotate_min_interval", "10s",
+          "Shortest time between two token rotations of one agent.")
+          .Range(0, kHour),
+      Int("registry.watch_buffer", "4096",
+          "Events buffered per Watch stream before it must resynchronize.")
+          .Range(16, 1000000),
+      Int("registry.max_watchers_per_caller", "64",
+          "Watch streams one credential may hold open at once.")
+          .Range(1, 100000),
+
       // security: signing, replay protection, credentials and TLS.
       Bool("security.use_message_signing", "true",
            "Sign messages with HMAC-SHA256 and verify them on receipt.")
