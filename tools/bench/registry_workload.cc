@@ -38,7 +38,6 @@ void RunRegistry(const Params& p, SuiteRunner* suite, Report* report) {
     call->req.set_agent_id(absl::StrCat("bench-agent-", i));
     call->req.set_name(absl::StrCat("bench agent ", i));
     for (int c = 0; c < 3; ++c) call->req.add_capabilities(Capability(i * 7 + c * 13));
-    call->req.set_node("bench-node");
     stub->async()->Register(&call->ctx, &call->req, &call->resp,
                             [&, call, i, done](grpc::Status s) {
                               if (s.ok()) {
@@ -99,6 +98,7 @@ void RunRegistry(const Params& p, SuiteRunner* suite, Report* report) {
     {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      ctx.AddMetadata("authorization", "Bearer " + tokens[0]);
       pb::FindAgentsRequest req;
       req.add_capabilities(cap);
       req.set_limit(10);
@@ -109,6 +109,7 @@ void RunRegistry(const Params& p, SuiteRunner* suite, Report* report) {
     {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      ctx.AddMetadata("authorization", "Bearer " + tokens[0]);
       pb::ListAgentsRequest req;
       req.add_capabilities_all(cap);
       req.set_page_size(100);
@@ -120,8 +121,10 @@ void RunRegistry(const Params& p, SuiteRunner* suite, Report* report) {
   auto latency = [&](const char* name, const Samples& s, double pct) {
     Figure f{"registry", name, s.PercentileMicros(pct) / 1000.0, "ms", false};
     f.seed = "10-50 ms @1k";
-    f.goal = "p99 < 2 ms";
-    f.goal_value = 2;
+    if (pct == 99) {
+      f.goal = "< 2 ms";
+      f.goal_value = 2;
+    }
     if (p.quick) f.note = absl::StrCat("quick mode: over ", agents, " agents");
     if (s.size() == 0) {
       report->Missing("registry", name, "every query failed");
