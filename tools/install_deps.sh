@@ -15,6 +15,12 @@ PACKAGES=(
   python3 python3-grpcio python3-yaml docker-compose
 )
 
+# Node.js and npm (for the Node example client) come with these machines;
+# install Debian's only when absent.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
