@@ -1117,12 +1117,14 @@ Gateway::Inbox& Gateway::InboxLocked(const std::string& agent) { return inboxes_
 void Gateway::AddEntryLocked(const std::string& agent, Inbox& inbox, Entry entry) {
   const int64_t seq = entry.seq;
   inbox.order.emplace(-entry.priority, seq);
+  inbox.ready.emplace(-entry.priority, seq);
   if (entry.state != pb::DELIVERY_STATE_READ) inbox.unread++;
   expiry_.emplace(entry.expires_at, agent, seq);
   inbox.entries[seq] = std::move(entry);
 }
 
-void Gateway::EndRoundLocked(Entry& e) {
+void Gateway::EndRoundLocked(Inbox& inbox, Entry& e) {
+  if (e.in_round) inbox.ready.emplace(-e.priority, e.seq);
   for (uint64_t h : e.holders) {
     auto it = subscribers_.find(h);
     if (it != subscribers_.end()) it->second.in_flight--;
@@ -1137,8 +1139,9 @@ void Gateway::RemoveEntryLocked(const std::string& agent, Inbox& inbox, int64_t 
   auto it = inbox.entries.find(seq);
   if (it == inbox.entries.end()) return;
   Entry& e = it->second;
-  EndRoundLocked(e);
+  EndRoundLocked(inbox, e);
   inbox.order.erase({-e.priority, seq});
+  inbox.ready.erase({-e.priority, seq});
   expiry_.erase({e.expires_at, agent, seq});
   if (e.state != pb::DELIVERY_STATE_READ) inbox.unread--;
   inbox.entries.erase(it);
@@ -1153,15 +1156,17 @@ void Gateway::PumpLocked(const std::string& agent, Inbox& inbox) {
   if (inbox.subscribers.empty() || inbox.entries.empty() || shut_down_) return;
   const absl::Time now = clock_->Now();
   std::vector<int64_t> expired;
+  // Copies not in a round are in `ready` (in delivery order); a hand-over
+  // starts a round and takes the copy out, so a subscriber with no filters
+  // finds its next message at the front, whatever it already holds.
   if (inbox.mode == pb::SUBSCRIBE_MODE_COMPETING) {
     const size_t n = inbox.subscribers.size();
-    for (const auto& [neg_priority, seq] : inbox.order) {
-      Entry& e = inbox.entries[seq];
+    for (auto it = inbox.ready.begin(); it != inbox.ready.end();) {
+      Entry& e = inbox.entries[(it++)->second];  // advance first: hand-over erases
       if (e.expires_at <= now) {
-        expired.push_back(seq);
+        expired.push_back(e.seq);
         continue;
       }
-      if (!e.holders.empty()) continue;
       bool any_room = false;
       for (size_t k = 0; k < n; ++k) {
         Subscriber& s = subscribers_[inbox.subscribers[(inbox.next_rr + k) % n]];
@@ -1177,14 +1182,21 @@ void Gateway::PumpLocked(const std::string& agent, Inbox& inbox) {
   } else {
     for (uint64_t id : inbox.subscribers) {
       Subscriber& s = subscribers_[id];
-      for (const auto& [neg_priority, seq] : inbox.order) {
-        if (s.in_flight >= s.max_in_flight) break;
-        Entry& e = inbox.entries[seq];
+      for (auto it = inbox.ready.begin();
+           it != inbox.ready.end() && s.in_flight < s.max_in_flight;) {
+        Entry& e = inbox.entries[(it++)->second];
         if (e.expires_at <= now) {
-          expired.push_back(seq);
+          expired.push_back(e.seq);
           continue;
         }
-        if (!MatchesLocked(s, e)) continue;
+        if (MatchesLocked(s, e)) HandOverLocked(agent, inbox, e, s, now);
+      }
+      // FANOUT: copies already in a round for another subscriber.
+      if (inbox.subscribers.size() < 2) continue;
+      for (auto it = inbox.order.begin();
+           it != inbox.order.end() && s.in_flight < s.max_in_flight; ++it) {
+        Entry& e = inbox.entries[it->second];
+        if (!e.in_round || e.expires_at <= now || !MatchesLocked(s, e)) continue;
         if (std::find(e.holders.begin(), e.holders.end(), s.id) != e.holders.end()) continue;
         HandOverLocked(agent, inbox, e, s, now);
       }
@@ -1202,6 +1214,7 @@ void Gateway::HandOverLocked(const std::string& agent, Inbox& inbox, Entry& e, S
                              absl::Time now) {
   if (!e.in_round) {
     e.in_round = true;
+    inbox.ready.erase({-e.priority, e.seq});
     e.attempts++;
     e.round_deadline = now + options_.ack_timeout;
     const int64_t seq = e.seq;
@@ -1232,7 +1245,6 @@ void Gateway::HandOverLocked(const std::string& agent, Inbox& inbox, Entry& e, S
   *out->mutable_ack_deadline() = ToProto(e.round_deadline);
   if (e.read_at != absl::InfinitePast()) *out->mutable_read_at() = ToProto(e.read_at);
   s.sink->Deliver(std::move(frame));
-  (void)inbox;
 }
 
 void Gateway::DeadLetterLocked(const std::string& agent, Inbox& inbox, int64_t seq,
@@ -1266,7 +1278,7 @@ void Gateway::OnAckTimeout(const std::string& agent, int64_t seq, int attempt) {
   Entry& e = it->second;
   if (!e.in_round || e.attempts != attempt) return;
   e.timer = 0;
-  EndRoundLocked(e);
+  EndRoundLocked(inbox, e);
   if (e.attempts >= options_.max_deliveries) {
     DeadLetterLocked(agent, inbox, seq, pb::DEAD_LETTER_REASON_MAX_DELIVERIES,
                      absl::StrCat("delivered ", e.attempts, " times without an ack"));
@@ -1500,7 +1512,7 @@ void Gateway::Unsubscribe(uint64_t subscription_id) {
     if (h == e.holders.end()) continue;
     e.holders.erase(h);
     if (e.holders.empty() && e.in_round) {
-      EndRoundLocked(e);
+      EndRoundLocked(inbox, e);
       if (e.attempts >= options_.max_deliveries) dead.push_back(seq);
     }
   }

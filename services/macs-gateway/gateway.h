@@ -215,7 +215,8 @@ class Gateway {
     int64_t last_seq = 0;
     int64_t reserved = 0;  // copies being committed
     std::map<int64_t, Entry> entries;
-    std::set<std::pair<int, int64_t>> order;  // (-priority, seq)
+    std::set<std::pair<int, int64_t>> order;  // (-priority, seq), every entry
+    std::set<std::pair<int, int64_t>> ready;  // those not in a delivery round
     std::vector<uint64_t> subscribers;
     int mode = 0;  // SubscribeMode of the open subscribers
     size_t next_rr = 0;
@@ -292,7 +293,7 @@ class Gateway {
   bool MatchesLocked(const Subscriber& s, const Entry& e) const;
   void HandOverLocked(const std::string& agent, Inbox& inbox, Entry& e, Subscriber& s,
                       absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EndRoundLocked(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EndRoundLocked(Inbox& inbox, Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeadLetterLocked(const std::string& agent, Inbox& inbox, int64_t seq,
                         claudenet::v1::DeadLetterReason reason, const std::string& detail)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
