@@ -322,6 +322,9 @@ absl::Status Gateway::Load() {
     maintenance_timer_ = clock_->RunAfter(options_.counter_flush_interval,
                                           Guarded([this] { OnMaintenanceTimer(); }));
   }
+  if (options_.background_checkpoint) {
+    CNET_RETURN_IF_ERROR(store_->StartCheckpointer(absl::Milliseconds(200)));
+  }
   writer_ = std::make_unique<GroupCommitWriter>(store_->db(), options_.max_batch, nullptr);
   for (const MessageRow& m : escalations) ArmEscalation(m.rowid, FromMicros(m.ack_deadline_us));
   LOG(INFO) << "macs store loaded: " << pending.size() << " pending copies, " << dedupe.size()
@@ -353,6 +356,7 @@ void Gateway::Shutdown() {
                                            nullptr});
     writer_->Stop();
   }
+  store_->StopCheckpointer();
 }
 
 // ---------------------------------------------------------------------------

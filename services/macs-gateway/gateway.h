@@ -87,6 +87,8 @@ struct GatewayOptions {
   // shutdown); a kill -9 can lose the increments of the last interval.
   absl::Duration counter_flush_interval = absl::Seconds(1);
   absl::Duration prune_interval = absl::Hours(1);
+  // Checkpoint the WAL from a background connection (store.h).
+  bool background_checkpoint = true;
 };
 
 // The authenticated caller, as the adapter got it from libs/auth.

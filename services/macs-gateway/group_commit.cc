@@ -1,6 +1,7 @@
 #include "services/macs-gateway/group_commit.h"
 
 #include <glog/logging.h>
+#include <pthread.h>
 
 #include <utility>
 
@@ -12,7 +13,14 @@ namespace cnet::macs {
 GroupCommitWriter::GroupCommitWriter(sqlite::Database* db, size_t max_batch,
                                      std::function<absl::Status(sqlite::Database*)> before_commit)
     : db_(db), max_batch_(max_batch == 0 ? 1 : max_batch), before_commit_(std::move(before_commit)) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "macs-writer");
+    Loop();
+  });
+  completer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "macs-complete");
+    CompleteLoop();
+  });
 }
 
 GroupCommitWriter::~GroupCommitWriter() { Stop(); }
@@ -48,6 +56,28 @@ void GroupCommitWriter::Stop() {
     stopping_ = true;
   }
   if (thread_.joinable() && !OnWriterThread()) thread_.join();
+  if (completer_.joinable() && std::this_thread::get_id() != completer_.get_id()) {
+    completer_.join();
+  }
+}
+
+void GroupCommitWriter::CompleteLoop() {
+  for (;;) {
+    Finished f;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return writer_done_ || !finished_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (finished_.empty()) return;  // the writer stopped and all is done
+      f = std::move(finished_.front());
+      finished_.pop_front();
+    }
+    for (size_t i = 0; i < f.jobs.size(); ++i) {
+      if (f.jobs[i].done) f.jobs[i].done(f.results[i]);
+    }
+  }
 }
 
 GroupCommitWriter::Stats GroupCommitWriter::stats() const {
@@ -64,7 +94,10 @@ void GroupCommitWriter::Loop() {
         return stopping_ || !queue_.empty();
       };
       mu_.Await(absl::Condition(&ready));
-      if (queue_.empty()) return;  // stopping and drained
+      if (queue_.empty()) {  // stopping and drained
+        writer_done_ = true;
+        return;
+      }
       size_t n = std::min(queue_.size(), max_batch_);
       for (size_t i = 0; i < n; ++i) {
         batch.push_back(std::move(queue_.front()));
@@ -87,6 +120,9 @@ absl::Status GroupCommitWriter::Exec(const std::string& sql) {
 void GroupCommitWriter::RunBatch(std::deque<Job>* batch) {
   std::vector<absl::Status> results(batch->size());
   absl::Status commit;
+  // Wall time of the two phases, for the benchmark's "what bounds it".
+  const absl::Time started = absl::Now();
+  absl::Time committing = started;
   {
     sqlite::Transaction tx(db_);
     commit = tx.status();
@@ -110,18 +146,26 @@ void GroupCommitWriter::RunBatch(std::deque<Job>* batch) {
         absl::Status hook = before_commit_(db_);
         if (!hook.ok()) commit = hook;
       }
+      committing = absl::Now();
       if (commit.ok()) commit = tx.Commit();
     }
+  }
+  {
+    const absl::Time finished = absl::Now();
+    absl::MutexLock lock(&mu_);
+    stats_.run_micros += absl::ToInt64Microseconds(committing - started);
+    stats_.commit_micros += absl::ToInt64Microseconds(finished - committing);
   }
   if (!commit.ok()) {
     LOG(ERROR) << "group commit of " << batch->size() << " jobs failed: " << commit.message();
     commit = absl::UnavailableError(
         absl::StrCat("the message store could not commit: ", std::string(commit.message())));
   }
-  for (size_t i = 0; i < batch->size(); ++i) {
-    Job& job = (*batch)[i];
-    if (job.done) job.done(commit.ok() ? results[i] : commit);
+  if (!commit.ok()) {
+    for (absl::Status& r : results) r = commit;
   }
+  absl::MutexLock lock(&mu_);
+  finished_.push_back(Finished{std::move(*batch), std::move(results)});
 }
 
 }  // namespace cnet::macs

@@ -4,12 +4,14 @@
 // Callers Submit() jobs from any thread. The writer drains the queue in
 // batches (up to max_batch jobs): BEGIN IMMEDIATE, each job's `run` inside
 // its own SAVEPOINT (a failing job rolls back only its own writes), the
-// `before_commit` hook (counters, sequence high-water marks), COMMIT — one
-// fsync of the WAL for the whole batch with synchronous=FULL — and only then
-// each job's `done`, in submission order, with the job's own status or the
-// commit error. So "done with OK" means "on disk", and while one batch is
-// being fsynced the next one is already filling up: durable throughput grows
-// with concurrency instead of being one fsync per message.
+// `before_commit` hook, COMMIT — one fsync of the WAL for the whole batch
+// with synchronous=FULL — and only then each job's `done`, in submission
+// order, with the job's own status or the commit error. So "done with OK"
+// means "on disk", and while one batch is being fsynced the next one is
+// already filling up: durable throughput grows with concurrency instead of
+// being one fsync per message. The `done` callbacks (replies, in-memory
+// effects) run on a second thread, in order, so the writer goes straight on
+// to the next batch.
 //
 // Reads are jobs too: they run in submission order after every earlier
 // write, so a read never misses an acknowledged write, and nothing else
@@ -37,8 +39,8 @@ class GroupCommitWriter {
     // Runs on the writer thread inside the batch transaction. A non-OK
     // status rolls back this job's writes only.
     std::function<absl::Status(sqlite::Database*)> run;
-    // Runs on the writer thread after the batch committed (or failed), in
-    // submission order. May be empty.
+    // Runs on the completion thread after the batch committed (or failed),
+    // in submission order. May be empty.
     std::function<void(const absl::Status&)> done;
   };
 
@@ -46,6 +48,8 @@ class GroupCommitWriter {
     int64_t batches = 0;
     int64_t jobs = 0;
     int64_t largest_batch = 0;
+    int64_t run_micros = 0;     // time spent running jobs
+    int64_t commit_micros = 0;  // time spent in COMMIT (the fsync)
   };
 
   // `before_commit` runs once per batch inside the transaction, after the
@@ -61,14 +65,20 @@ class GroupCommitWriter {
   // called from the writer thread.
   absl::Status RunAndWait(std::function<absl::Status(sqlite::Database*)> run);
 
-  // Finishes the queued jobs, then stops the thread. Idempotent.
+  // Finishes the queued jobs and their callbacks, then stops the threads.
+  // Idempotent.
   void Stop();
 
   bool OnWriterThread() const { return std::this_thread::get_id() == thread_.get_id(); }
   Stats stats() const;
 
  private:
+  struct Finished {
+    std::deque<Job> jobs;
+    std::vector<absl::Status> results;
+  };
   void Loop();
+  void CompleteLoop();
   void RunBatch(std::deque<Job>* batch);
   absl::Status Exec(const std::string& sql);
 
@@ -80,7 +90,10 @@ class GroupCommitWriter {
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  std::deque<Finished> finished_ ABSL_GUARDED_BY(mu_);
+  bool writer_done_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
+  std::thread completer_;
 };
 
 }  // namespace cnet::macs

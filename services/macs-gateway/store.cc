@@ -147,6 +147,38 @@ absl::StatusOr<std::unique_ptr<MessageStore>> MessageStore::Open(const std::stri
   return std::unique_ptr<MessageStore>(new MessageStore(std::move(db)));
 }
 
+MessageStore::~MessageStore() { StopCheckpointer(); }
+
+absl::Status MessageStore::StartCheckpointer(absl::Duration interval) {
+  sqlite::Database::Options options;
+  options.path = db_->path();
+  options.synchronous_full = true;
+  CNET_ASSIGN_OR_RETURN(checkpoint_db_, sqlite::Database::Open(options));
+  CNET_RETURN_IF_ERROR(db_->Exec("PRAGMA wal_autocheckpoint=16384"));
+  checkpointer_ = std::thread([this, interval] {
+    for (;;) {
+      {
+        absl::MutexLock lock(&checkpoint_mu_);
+        auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(checkpoint_mu_) {
+          return checkpoint_stop_;
+        };
+        checkpoint_mu_.AwaitWithTimeout(absl::Condition(&stop), interval);
+        if (checkpoint_stop_) return;
+      }
+      checkpoint_db_->Exec("PRAGMA wal_checkpoint(PASSIVE)").IgnoreError();
+    }
+  });
+  return absl::OkStatus();
+}
+
+void MessageStore::StopCheckpointer() {
+  {
+    absl::MutexLock lock(&checkpoint_mu_);
+    checkpoint_stop_ = true;
+  }
+  if (checkpointer_.joinable()) checkpointer_.join();
+}
+
 absl::StatusOr<sqlite::Statement*> MessageStore::Cached(const std::string& sql) {
   return db_->Cached(sql);
 }
