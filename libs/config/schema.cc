@@ -351,6 +351,27 @@ std::vector<KeySpec> BuildSchema() {
       Int("limits.max_skill_runs", "50", "Skill runs executing at once.")
           .Range(1, 10000),
 
+      Dur("limits.default_message_ttl", "24h",
+          "Time to live of a message that sets none.")
+          .Range(1, 365 * kDay),
+      Dur("limits.max_message_ttl", "168h",
+          "Longest time to live a message may ask for.")
+          .Range(1, 365 * kDay),
+
+      // macs: the messaging gateway's own knobs.
+      Int("macs.max_subscribers_per_agent", "8",
+          "Open Subscribe streams one agent may have at once.")
+          .Range(1, 1000),
+      Dur("macs.retention", "168h",
+          "How long acknowledged and expired copies stay visible after they end.")
+          .Range(kMinute, 365 * kDay),
+      Int("macs.group_commit_max_batch", "1024",
+          "Most operations that share one transaction and fsync.")
+          .Range(1, 100000),
+      List("macs.agent_hmac_keys", "",
+           "Per-agent HMAC keys as agent_id=key; other agents use security.shared_secret.")
+          .Secret(),
+
       // tasks: the task board's scheduling knobs.
       Dur("tasks.aging_interval", "60s",
           "Waiting time that lifts a queued task by one priority step.")
@@ -694,6 +715,7 @@ const std::vector<Ordering>& Orderings() {
           {"network.health.healthy_max", "network.health.warning_max", true},
           {"network.health.warning_max", "network.health.critical_max", true},
           {"offline.backoff_base", "offline.backoff_max", false},
+          {"limits.default_message_ttl", "limits.max_message_ttl", false},
       };
   return *orderings;
 }
