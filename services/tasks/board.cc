@@ -1459,6 +1459,11 @@ int64_t Board::last_sequence() const {
   return published_seq_;
 }
 
+size_t Board::waiting_claims() const {
+  absl::MutexLock lock(&mu_);
+  return waiters_.size();
+}
+
 size_t Board::pending_notices() const {
   absl::MutexLock lock(&outbox_mu_);
   return outbox_.size();
@@ -3496,12 +3501,30 @@ bool Board::WatchMatches(const pb::WatchTasksRequest& req, const BoardEvent& be)
   return true;
 }
 
-std::vector<pb::TaskEvent> Board::WatchInitial(const pb::WatchTasksRequest& req, bool* resync) {
+bool Board::CanResume(int64_t from) {
+  if (from == 0) return true;
+  int64_t last = last_sequence();
+  if (from >= last) return true;
+  if (last - from > static_cast<int64_t>(options_.max_replay)) return false;
+  {
+    absl::MutexLock lock(&recent_mu_);
+    if (!recent_.empty() && recent_.front()->event.sequence() <= from + 1) return true;
+  }
+  absl::StatusOr<int64_t> min = store_->MinEventSequence();
+  return min.ok() && *min != 0 && *min <= from + 1;
+}
+
+std::vector<pb::TaskEvent> Board::WatchInitial(const pb::WatchTasksRequest& req, bool* resync,
+                                               int64_t* covered) {
   *resync = false;
+  int64_t ignored = 0;
+  if (covered == nullptr) covered = &ignored;
+  *covered = 0;
   std::vector<pb::TaskEvent> out;
   if (req.send_snapshot()) {
     absl::MutexLock lock(&mu_);
     int64_t seq = last_sequence();
+    *covered = seq;
     absl::Time now = clock_->Now();
     for (const auto& [id, e] : tasks_) {
       if (req.states_size() == 0 && IsTerminal(e.task.state())) continue;
@@ -3523,6 +3546,7 @@ std::vector<pb::TaskEvent> Board::WatchInitial(const pb::WatchTasksRequest& req,
   if (req.from_sequence() == 0) return out;
   int64_t from = req.from_sequence();
   int64_t last = last_sequence();
+  *covered = std::max(from, last);
   if (last - from > static_cast<int64_t>(options_.max_replay)) {
     *resync = true;
     return out;
@@ -3533,6 +3557,7 @@ std::vector<pb::TaskEvent> Board::WatchInitial(const pb::WatchTasksRequest& req,
       for (const BoardEventPtr& ev : recent_) {
         if (ev->event.sequence() > from && WatchMatches(req, *ev)) out.push_back(ev->event);
       }
+      *covered = std::max(*covered, recent_.back()->event.sequence());
       return out;
     }
   }

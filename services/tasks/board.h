@@ -209,8 +209,12 @@ class Board {
   // no longer retained: send RESYNC_REQUIRED and end); WatchConvert filters
   // and converts a live event, dropping those at or below `after_sequence`.
   absl::Status ValidateWatch(const claudenet::v1::WatchTasksRequest& request);
+  // `*covered` is the highest sequence the initial batch accounts for: live
+  // events at or below it must be dropped.
   std::vector<claudenet::v1::TaskEvent> WatchInitial(
-      const claudenet::v1::WatchTasksRequest& request, bool* resync);
+      const claudenet::v1::WatchTasksRequest& request, bool* resync, int64_t* covered = nullptr);
+  // True when a watcher may resume after `from_sequence` (0 = live).
+  bool CanResume(int64_t from_sequence);
   static bool WatchMatches(const claudenet::v1::WatchTasksRequest& request,
                            const BoardEvent& event);
   EventHub<BoardEventPtr>* hub() { return &hub_; }
@@ -226,6 +230,8 @@ class Board {
   void Sweep();
   // Notices not yet accepted by the notifier.
   size_t pending_notices() const;
+  // Claims currently long-polling.
+  size_t waiting_claims() const;
 
  private:
   struct LeaseRecord {
