@@ -382,6 +382,27 @@ std::vector<KeySpec> BuildSchema() {
       Int("tasks.default_max_attempts", "3",
           "Attempts of a task that does not set its own.")
           .Range(1, 100),
+      Int("tasks.default_agent_concurrency", "4",
+          "Tasks an agent may hold at once when it does not state its own limit.")
+          .Range(1, 1000),
+      Bool("tasks.push_assignment", "true",
+           "The scheduler assigns eligible tasks to capable agents (else pull only)."),
+      Dur("tasks.sweep_interval", "5s",
+          "Period of the scheduler sweep: push retries and no-eligible-agent alerts.")
+          .Range(0.1, kHour),
+      Dur("tasks.review_reopen_window", "24h",
+          "How long after approval the author may resubmit a new commit for review.")
+          .Range(0, 30 * kDay),
+      Dur("tasks.restart_grace", "30s",
+          "Extra time given at start to leases that lapsed while the service was down.")
+          .Range(0, kHour),
+      Int("tasks.event_retention", "100000",
+          "Board events kept for Watch resume.")
+          .Range(1000, 100000000),
+      Int("tasks.max_watchers", "256", "Watch streams open at once.")
+          .Range(1, 100000),
+      Bool("tasks.sync_full", "false",
+           "fsync every commit (survives power loss); default survives process crashes."),
 
       // skills: the skill library and its sandbox.
       Str("skills.library_dir", "skills",
