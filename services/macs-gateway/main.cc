@@ -11,6 +11,7 @@
 #include "libs/auth/auth.h"
 #include "libs/clock/clock.h"
 #include "libs/server/bootstrap.h"
+#include "libs/server/tls.h"
 #include "services/macs-gateway/gateway.h"
 #include "services/macs-gateway/macs_service.h"
 #include "services/macs-gateway/registry_directory.h"
@@ -90,7 +91,7 @@ int main(int argc, char** argv) {
   options.max_batch = static_cast<size_t>(cfg.GetInt("macs.group_commit_max_batch"));
 
   // The registry: who exists (mirrored by Watch) and whose token is whose.
-  auto registry = cnet::MakeChannel(cfg.GetString("services.registry_addr"));
+  auto registry = cnet::MakeSuiteChannel(cfg, "services.registry_addr");
   cnet::macs::RegistryAgentDirectory directory(registry, *service);
   auto tokens = std::make_shared<cnet::macs::RegistryTokenAuthenticator>(
       registry, *service, cnet::RealClock::Default());

@@ -7,6 +7,7 @@
 #include "libs/auth/auth.h"
 #include "libs/clock/clock.h"
 #include "libs/server/bootstrap.h"
+#include "libs/server/tls.h"
 #include "services/tasks/board.h"
 #include "services/tasks/macs_notifier.h"
 #include "services/tasks/registry_directory.h"
@@ -51,8 +52,8 @@ int main(int argc, char** argv) {
 
   // Other services, reached through their gRPC APIs; the board keeps working
   // while they are down (see registry_directory.h, macs_notifier.h).
-  auto registry = cnet::MakeChannel(config.GetString("services.registry_addr"));
-  auto gateway = cnet::MakeChannel(config.GetString("services.macs_addr"));
+  auto registry = cnet::MakeSuiteChannel(config, "services.registry_addr");
+  auto gateway = cnet::MakeSuiteChannel(config, "services.macs_addr");
   cnet::tasks::RegistryDirectory directory(registry, *service);
   cnet::tasks::MacsNotifier notifier(gateway, *service);
 
