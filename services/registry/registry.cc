@@ -437,6 +437,7 @@ Registry::Registry(RegistryOptions options, std::unique_ptr<RegistryStore> store
       alive_(std::make_shared<Alive>()),
       boot_time_(clock->Now()),
       store_(std::move(store)) {
+  all_ = std::make_unique<Posting>();
   absl::MutexLock lock(&alive_->mu);
   alive_->self = this;
 }
@@ -605,20 +606,20 @@ uint32_t Registry::InternNode(const std::string& name) {
 void Registry::IndexLocked(Entry* e) {
   IdKey key(e->id, e->slot);
   by_id_[e->id] = e->slot;
-  all_.insert(key);
+  all_->Insert(key);
   e->caps.clear();
   flags_[e->slot] = 0;  // SyncHotLocked counts the agent's health in
   cap_bits_[e->slot] = 0;
   for (const std::string& c : e->v.agent.capabilities()) {
     uint32_t cap = InternCapability(c);
     e->caps.push_back(cap);
-    caps_[cap].posting.insert(key);
+    caps_[cap].posting.Insert(key);
     if (cap < 64) cap_bits_[e->slot] |= uint64_t{1} << cap;
   }
   std::sort(e->caps.begin(), e->caps.end());
   e->caps.shrink_to_fit();
   e->node = InternNode(e->v.agent.node());
-  nodes_[e->node].posting.insert(key);
+  nodes_[e->node].posting.Insert(key);
   if (e->v.has_token) by_token_[e->v.token] = e->slot;
   SyncHotLocked(*e);
 }
@@ -627,18 +628,18 @@ void Registry::UnindexLocked(Entry* e) {
   IdKey key(e->id, e->slot);
   bool healthy = internal::HealthOf(flags_[e->slot]) == pb::HEALTH_HEALTHY;
   for (uint32_t cap : e->caps) {
-    caps_[cap].posting.erase(key);
+    caps_[cap].posting.Erase(key);
     caps_[cap].healthy -= healthy;
   }
   e->caps.clear();
   flags_[e->slot] = 0;
   cap_bits_[e->slot] = 0;
-  nodes_[e->node].posting.erase(key);
+  nodes_[e->node].posting.Erase(key);
   if (e->v.has_token) {
     auto it = by_token_.find(e->v.token);
     if (it != by_token_.end() && it->second == e->slot) by_token_.erase(it);
   }
-  all_.erase(key);
+  all_->Erase(key);
   by_id_.erase(e->id);
 }
 
@@ -1819,7 +1820,7 @@ absl::StatusOr<pb::SyncRemoteAgentsResponse> Registry::SyncRemoteAgents(
       auto it = node_ids_.find(origin);
       if (it != node_ids_.end()) {
         std::vector<Entry*> gone;
-        for (const IdKey& key : nodes_[it->second].posting) {
+        for (const IdKey& key : nodes_[it->second].posting.ordered()) {
           Entry* e = entries_[key.second].get();
           if (e->v.agent.remote() && !listed.contains(e->id)) gone.push_back(e);
         }

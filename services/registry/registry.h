@@ -232,7 +232,7 @@ class Registry {
   struct ListQuery;
   // An id and its slot: postings are ordered by id (stable pagination).
   using IdKey = std::pair<std::string_view, uint32_t>;
-  using Posting = absl::btree_set<IdKey>;
+  class Posting;
   using TokenHash = std::array<char, 32>;
 
   Registry(RegistryOptions options, std::unique_ptr<RegistryStore> store, Clock* clock);
@@ -336,11 +336,11 @@ class Registry {
   std::vector<uint64_t> cap_bits_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string_view, uint32_t> by_id_ ABSL_GUARDED_BY(mu_);
-  Posting all_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Posting> all_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> cap_ids_ ABSL_GUARDED_BY(mu_);
-  std::vector<CapIndex> caps_ ABSL_GUARDED_BY(mu_);
+  std::deque<CapIndex> caps_ ABSL_GUARDED_BY(mu_);  // deque: elements never move
   absl::flat_hash_map<std::string, uint32_t> node_ids_ ABSL_GUARDED_BY(mu_);
-  std::vector<NodeIndex> nodes_ ABSL_GUARDED_BY(mu_);
+  std::deque<NodeIndex> nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<TokenHash, uint32_t> by_token_ ABSL_GUARDED_BY(mu_);  // -> slot
   struct Revoked {
     std::string agent_id;

@@ -121,6 +121,45 @@ struct Registry::Entry {
   bool pending = false;  // a write about this agent is in flight
 };
 
+// The agents having one capability (or on one node, or all of them),
+// ordered by id. Inserts and cursor seeks use the btree; scans use a flat
+// array of slots in the same order, rebuilt on the first scan after a
+// change (scans by far outnumber registrations).
+class Registry::Posting {
+ public:
+  void Insert(const IdKey& key) {
+    ordered_.insert(key);
+    scan_valid_ = false;
+  }
+  void Erase(const IdKey& key) {
+    ordered_.erase(key);
+    scan_valid_ = false;
+  }
+  size_t size() const { return ordered_.size(); }
+  bool empty() const { return ordered_.empty(); }
+  const absl::btree_set<IdKey>& ordered() const { return ordered_; }
+
+  // Slots in id order. Callers hold the registry's lock (shared is enough):
+  // changes need it exclusively, so the array stays valid while they scan.
+  const std::vector<uint32_t>& Scan() const {
+    absl::MutexLock lock(&scan_mu_);
+    if (!scan_valid_) {
+      scan_.clear();
+      scan_.reserve(ordered_.size());
+      for (const IdKey& key : ordered_) scan_.push_back(key.second);
+      scan_valid_ = true;
+    }
+    return scan_;
+  }
+
+ private:
+  absl::btree_set<IdKey> ordered_;
+  // Readers that find the array stale rebuild it under this mutex.
+  mutable absl::Mutex scan_mu_;
+  mutable std::vector<uint32_t> scan_;
+  mutable bool scan_valid_ = false;
+};
+
 struct Registry::CapIndex {
   std::string name;
   Posting posting;

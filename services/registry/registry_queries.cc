@@ -156,7 +156,7 @@ absl::StatusOr<Registry::ListQuery> Registry::ResolveListLocked(
   if (cap_posting == nullptr && q.caps_any.size() == 1) cap_posting = &caps_[q.caps_any[0]].posting;
   q.posting = cap_posting;
   if (q.posting == nullptr && q.nodes.size() == 1) q.posting = &nodes_[*q.nodes.begin()].posting;
-  if (q.posting == nullptr) q.posting = &all_;
+  if (q.posting == nullptr) q.posting = all_.get();
   // Capability filters the chosen posting does not already guarantee.
   q.check_caps = q.caps_all.size() > 1 || q.caps_any.size() > 1 ||
                  (!q.caps_all.empty() && !q.caps_any.empty());
@@ -177,7 +177,7 @@ absl::StatusOr<Registry::ListQuery> Registry::ResolveListLocked(
   size_t filters = q.caps_all.size() + q.caps_any.size() + q.nodes.size() +
                    (q.status_mask != 0) + (q.health_mask != 0) + (r.kinds_size() > 0) +
                    (q.locality != pb::LOCALITY_UNSPECIFIED) + !q.name_prefix.empty();
-  q.posting_is_exact = filters == 0 || (filters == 1 && q.posting != &all_);
+  q.posting_is_exact = filters == 0 || (filters == 1 && q.posting != all_.get());
   return q;
 }
 
@@ -269,9 +269,9 @@ absl::StatusOr<pb::ListAgentsResponse> Registry::ListLocked(const pb::ListAgents
   if (order == pb::AGENT_ORDER_ID) {
     if (q.posting_is_exact) {
       total = static_cast<int64_t>(q.posting->size());
-      auto it =
-          has_cursor ? q.posting->upper_bound(IdKey(cursor, UINT32_MAX)) : q.posting->begin();
-      for (; it != q.posting->end(); ++it) {
+      const auto& ordered = q.posting->ordered();
+      auto it = has_cursor ? ordered.upper_bound(IdKey(cursor, UINT32_MAX)) : ordered.begin();
+      for (; it != ordered.end(); ++it) {
         if (page.size() == page_size) {
           more = true;
           break;
@@ -279,15 +279,27 @@ absl::StatusOr<pb::ListAgentsResponse> Registry::ListLocked(const pb::ListAgents
         page.push_back(it->second);
       }
     } else {
-      for (const IdKey& key : *q.posting) {
-        if (!MatchesLocked(q, key.second)) continue;
+      const std::vector<uint32_t>& slots = q.posting->Scan();
+      // Position after the cursor (binary search on ids), then one pass
+      // that counts every match and keeps a page of those after it.
+      size_t start = 0;
+      if (has_cursor) {
+        start = std::upper_bound(slots.begin(), slots.end(), std::string_view(cursor),
+                                 [this](std::string_view id, uint32_t slot) {
+                                   return id < std::string_view(entries_[slot]->id);
+                                 }) -
+                slots.begin();
+      }
+      for (size_t i = 0; i < slots.size(); ++i) {
+        const uint32_t slot = slots[i];
+        if (!MatchesLocked(q, slot)) continue;
         ++total;
-        if (has_cursor && key.first <= std::string_view(cursor)) continue;
+        if (i < start) continue;
         if (page.size() == page_size) {
           more = true;
           continue;
         }
-        page.push_back(key.second);
+        page.push_back(slot);
       }
     }
   } else {
@@ -304,18 +316,19 @@ absl::StatusOr<pb::ListAgentsResponse> Registry::ListLocked(const pb::ListAgents
       return a.id < b.id;
     };
     std::vector<Candidate> candidates;
-    for (const IdKey& key : *q.posting) {
-      if (!q.posting_is_exact && !MatchesLocked(q, key.second)) continue;
+    for (uint32_t slot : q.posting->Scan()) {
+      if (!q.posting_is_exact && !MatchesLocked(q, slot)) continue;
       ++total;
+      const Entry& e = *entries_[slot];
       SortKey k;
-      k.id = key.first;
+      k.id = e.id;
       if (order == pb::AGENT_ORDER_NAME) {
-        k.text = entries_[key.second]->v.agent.name();
+        k.text = e.v.agent.name();
       } else {
-        k.number = rank_[key.second].last_seen_ns;
+        k.number = rank_[slot].last_seen_ns;
       }
       if (has_cursor && !less(after, k)) continue;
-      candidates.push_back({k, key.second});
+      candidates.push_back({k, slot});
     }
     size_t take = std::min(candidates.size(), page_size + 1);
     std::partial_sort(
@@ -388,7 +401,7 @@ absl::StatusOr<pb::FindAgentsResponse> Registry::FindAgents(const pb::FindAgents
     const Posting* p = &caps_[it->second].posting;
     if (posting == nullptr || p->size() < posting->size()) posting = p;
   }
-  if (posting == nullptr) posting = &all_;
+  if (posting == nullptr) posting = all_.get();
   std::sort(caps.begin(), caps.end());
   caps.erase(std::unique(caps.begin(), caps.end()), caps.end());
   uint64_t required_bits = 0;
@@ -410,14 +423,14 @@ absl::StatusOr<pb::FindAgentsResponse> Registry::FindAgents(const pb::FindAgents
     float utilisation;
     float load;
     int64_t last_seen_ns;
-    std::string_view id;
     uint32_t slot;
   };
-  auto better = [](const Candidate& a, const Candidate& b) {
+  // Ties (rare: heartbeat times are in nanoseconds) are broken by id.
+  auto better = [this](const Candidate& a, const Candidate& b) {
     if (a.utilisation != b.utilisation) return a.utilisation < b.utilisation;
     if (a.load != b.load) return a.load < b.load;
     if (a.last_seen_ns != b.last_seen_ns) return a.last_seen_ns > b.last_seen_ns;
-    return a.id < b.id;
+    return entries_[a.slot]->id < entries_[b.slot]->id;
   };
   // A max-heap of the best `limit` so far: its top is the worst kept.
   std::vector<Candidate> heap;
@@ -425,8 +438,7 @@ absl::StatusOr<pb::FindAgentsResponse> Registry::FindAgents(const pb::FindAgents
   int64_t total = 0;
   const uint8_t* flags = flags_.data();
   const internal::Rank* ranks = rank_.data();
-  for (const IdKey& key : *posting) {
-    const uint32_t slot = key.second;
+  for (const uint32_t slot : posting->Scan()) {
     if (!accept[flags[slot]]) continue;
     const internal::Rank& rank = ranks[slot];
     if (r.only_with_capacity() && rank.active_tasks >= rank.capacity) continue;
@@ -440,7 +452,7 @@ absl::StatusOr<pb::FindAgentsResponse> Registry::FindAgents(const pb::FindAgents
     }
     ++total;
     Candidate c{static_cast<float>(rank.active_tasks) / std::max<float>(rank.capacity, 1),
-                rank.load, rank.last_seen_ns, key.first, slot};
+                rank.load, rank.last_seen_ns, slot};
     if (heap.size() < limit) {
       heap.push_back(c);
       std::push_heap(heap.begin(), heap.end(), better);
@@ -470,7 +482,7 @@ absl::StatusOr<pb::GetNetworkStatusResponse> Registry::GetNetworkStatus(
   response.set_current_sequence(sequence_);
   *response.mutable_server_time() = ToProto(now);
   if (grace_until_ > now) *response.mutable_grace_until() = ToProto(grace_until_);
-  const Posting* posting = &all_;
+  const Posting* posting = all_.get();
   int64_t only_node = -1;
   if (!r.node().empty()) {
     auto it = node_ids_.find(r.node());
@@ -487,23 +499,24 @@ absl::StatusOr<pb::GetNetworkStatusResponse> Registry::GetNetworkStatus(
   };
   std::vector<NodeCount> node_counts(nodes_.size());
   int64_t oldest_ns = INT64_MAX;
-  std::string_view oldest_id;
+  int64_t oldest_slot = -1;
   int64_t remote = 0;
-  for (const IdKey& key : *posting) {
-    const uint8_t f = flags_[key.second];
-    const int64_t last = rank_[key.second].last_seen_ns;
+  for (const uint32_t slot : posting->Scan()) {
+    const uint8_t f = flags_[slot];
+    const int64_t last = rank_[slot].last_seen_ns;
     const int health = internal::HealthOf(f);
     remote += (f & internal::kRemoteBit) != 0;
     ++by_health[health];
     ++by_status[internal::StatusOf(f)];
-    NodeCount& n = node_counts[node_of_[key.second]];
+    NodeCount& n = node_counts[node_of_[slot]];
     ++n.total;
     ++n.by_health[health];
     n.last_ns = std::max(n.last_ns, last);
     if (!(f & internal::kHumanBit) && health != pb::HEALTH_DEAD &&
-        (last < oldest_ns || (last == oldest_ns && key.first < oldest_id))) {
+        (last < oldest_ns ||
+         (last == oldest_ns && entries_[slot]->id < entries_[oldest_slot]->id))) {
       oldest_ns = last;
-      oldest_id = key.first;
+      oldest_slot = slot;
     }
   }
   response.set_total_agents(static_cast<int64_t>(posting->size()));
@@ -551,10 +564,10 @@ absl::StatusOr<pb::GetNetworkStatusResponse> Registry::GetNetworkStatus(
     CapCount count{&c.name, static_cast<int64_t>(c.posting.size()), c.healthy};
     if (only_node >= 0) {  // counted per node on demand; the whole network incrementally
       count.total = count.healthy = 0;
-      for (const IdKey& key : c.posting) {
-        if (node_of_[key.second] != only_node) continue;
+      for (const uint32_t slot : c.posting.Scan()) {
+        if (node_of_[slot] != only_node) continue;
         ++count.total;
-        count.healthy += internal::HealthOf(flags_[key.second]) == pb::HEALTH_HEALTHY;
+        count.healthy += internal::HealthOf(flags_[slot]) == pb::HEALTH_HEALTHY;
       }
     }
     if (count.total > 0) cap_counts.push_back(count);
@@ -569,8 +582,8 @@ absl::StatusOr<pb::GetNetworkStatusResponse> Registry::GetNetworkStatus(
     c->set_total(cap_counts[i].total);
     c->set_healthy(cap_counts[i].healthy);
   }
-  if (!oldest_id.empty()) {
-    response.set_oldest_heartbeat_agent_id(std::string(oldest_id));
+  if (oldest_slot >= 0) {
+    response.set_oldest_heartbeat_agent_id(entries_[oldest_slot]->id);
     *response.mutable_oldest_heartbeat() = ToProto(absl::FromUnixNanos(oldest_ns));
   }
   return response;
@@ -688,7 +701,7 @@ absl::StatusOr<Registry::WatchStart> Registry::StartWatch(const pb::WatchAgentsR
         if (Entry* e = FindLocked(id)) add(*e);
       }
     } else {
-      for (const IdKey& key : all_) add(*entries_[key.second]);
+      for (const uint32_t slot : all_->Scan()) add(*entries_[slot]);
     }
     auto end = std::make_shared<pb::AgentEvent>();
     end->set_sequence(sequence_);
