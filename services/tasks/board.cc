@@ -1617,6 +1617,20 @@ absl::StatusOr<Board::CreateResult> Board::Create(const Actor& actor,
       }
     }
   }
+  // Push at creation, in the same commit: a task that is eligible at once
+  // (no dependencies, no future not_before) is offered to the least loaded
+  // capable agent right away. The directory is asked before taking the lock.
+  std::vector<AgentInfo> candidates;
+  if (options_.push_assignment && req.dependencies().empty() &&
+      (!req.has_not_before() || FromProto(req.not_before()) <= now)) {
+    if (!req.assign_to().empty()) {
+      absl::StatusOr<AgentInfo> a = directory_->GetAgent(req.assign_to());
+      if (a.ok() && a->Available() && a->HasAll(caps)) candidates.push_back(std::move(*a));
+    } else {
+      absl::StatusOr<std::vector<AgentInfo>> found = directory_->FindAgents(caps, 32);
+      if (found.ok()) candidates = std::move(*found);
+    }
+  }
   std::string request_hash;
   if (!req.idempotency_key().empty()) {
     std::string bytes;
@@ -1728,6 +1742,13 @@ absl::StatusOr<Board::CreateResult> Board::Create(const Actor& actor,
     if (all_done && failed_dep == nullptr) {
       Move(e, pb::TASK_STATE_QUEUED, Op::kDependenciesMet, Actor::System("dependencies"),
            req.dependencies().empty() ? "no dependencies" : "dependencies completed", fx);
+    }
+    // Long-polling claimers first (Dispatch), then the pushed candidates.
+    fx.check_dependents.clear();
+    Dispatch(fx);
+    if (!candidates.empty() && !e.queue_name.empty() && PushLocked(e, candidates, fx)) {
+      fx.push_ids.erase(std::remove(fx.push_ids.begin(), fx.push_ids.end(), id),
+                        fx.push_ids.end());
     }
     Settle(fx);
     result.task = e.task;
@@ -3724,33 +3745,38 @@ void Board::PushTasks(const std::vector<std::string>& ids) {
       for (const std::string& id : group) {
         Entry* e = Find(id);
         if (e == nullptr || e->queue_name != name) continue;
-        const AgentInfo* best = nullptr;
-        double best_util = 0;
-        for (const AgentInfo& a : candidates) {
-          int limit = LimitOf(a);
-          int load = LoadOf(a.id);
-          if (load >= limit || Contains(e->task.excluded_agents(), a.id)) continue;
-          double util = static_cast<double>(load) / limit;
-          if (best == nullptr || util < best_util) {
-            best = &a;
-            best_util = util;
-          }
-        }
-        if (best == nullptr) break;
-        Assign(*e, best->id, options_.default_lease, Actor::System("scheduler"),
-               absl::StrCat("pushed to ", best->id, " (least loaded capable agent)"), fx);
-        AddNotice(best->id, id, "assigned", absl::StrCat("you got task ", id),
-                  absl::StrCat("You got task ", id, ": ", e->task.title(),
-                               ". Lease ", e->task.lease().lease_id(), " epoch ",
-                               e->task.lease().epoch(), " expires in ",
-                               absl::FormatDuration(options_.default_lease),
-                               "; Start it or Release it."),
-                  PriorityRank(e->task) >= pb::PRIORITY_HIGH, fx);
+        if (!PushLocked(*e, candidates, fx)) break;
       }
       Settle(fx);
     }
     Finish(fx);
   }
+}
+
+bool Board::PushLocked(Entry& e, const std::vector<AgentInfo>& candidates, Fx& fx) {
+  const AgentInfo* best = nullptr;
+  double best_util = 0;
+  for (const AgentInfo& a : candidates) {
+    int limit = LimitOf(a);
+    int load = LoadOf(a.id);
+    if (load >= limit || !Accepts(e, a.id, ClaimFilter{a.capabilities, {}, ""})) continue;
+    double util = static_cast<double>(load) / limit;
+    if (best == nullptr || util < best_util) {
+      best = &a;
+      best_util = util;
+    }
+  }
+  if (best == nullptr) return false;
+  const std::string& id = e.task.id();
+  Assign(e, best->id, options_.default_lease, Actor::System("scheduler"),
+         absl::StrCat("pushed to ", best->id, " (least loaded capable agent)"), fx);
+  AddNotice(best->id, id, "assigned", absl::StrCat("you got task ", id),
+            absl::StrCat("You got task ", id, ": ", e.task.title(), ". Lease ",
+                         e.task.lease().lease_id(), " epoch ", e.task.lease().epoch(),
+                         " expires in ", absl::FormatDuration(options_.default_lease),
+                         "; Start it or Release it."),
+            PriorityRank(e.task) >= pb::PRIORITY_HIGH, fx);
+  return true;
 }
 
 void Board::FillAgents(const std::set<std::string>& agents) {

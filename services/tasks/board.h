@@ -430,6 +430,10 @@ class Board {
   void FinishAsync(Fx fx, std::function<void()> then);
   void SchedulePush(std::vector<std::string> ids, std::set<std::string> agents);
   void PushTasks(const std::vector<std::string>& ids);
+  // Assigns `e` (QUEUED, indexed) to the least loaded of `candidates` with
+  // room; false when none has room.
+  bool PushLocked(Entry& e, const std::vector<AgentInfo>& candidates, Fx& fx)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FillAgents(const std::set<std::string>& agents);
   void OnAgentChange(const AgentChange& change);
   void ArmSweep();
