@@ -7,6 +7,8 @@
 #include "absl/synchronization/mutex.h"
 #include "libs/auth/auth.h"
 #include "libs/clock/clock.h"
+#include "libs/registry_client/registry_authenticator.h"
+#include "libs/registry_client/registry_client.h"
 #include "libs/server/bootstrap.h"
 #include "services/tasks/board.h"
 #include "services/tasks/macs_notifier.h"
@@ -54,20 +56,27 @@ int main(int argc, char** argv) {
   auto store = cnet::tasks::Store::Open(store_options);
   if (!store.ok()) return Fatal(store.status());
 
-  // Other services, reached through their gRPC APIs; the board keeps working
+  // Other services, through their client libraries; the board keeps working
   // while they are down (see registry_directory.h, macs_notifier.h).
-  auto registry = cnet::MakeChannel(config.GetString("services.registry_addr"));
-  auto gateway = cnet::MakeChannel(config.GetString("services.macs_addr"));
-  cnet::tasks::RegistryDirectory directory(registry, *service);
-  cnet::tasks::MacsNotifier notifier(gateway, *service);
+  cnet::registry_client::ClientOptions registry_options;
+  registry_options.address = config.GetString("services.registry_addr");
+  registry_options.credential = *service;
+  registry_options.deadline = absl::Seconds(2);
+  auto registry = std::make_shared<cnet::registry_client::RegistryClient>(registry_options);
+  cnet::tasks::RegistryDirectory directory(registry);
+  cnet::tasks::MacsNotifier notifier(
+      cnet::MakeChannel(config.GetString("services.macs_addr")), *service,
+      config.GetBool("security.use_message_signing") ? config.GetString("security.shared_secret")
+                                                     : "");
 
   cnet::tasks::BoardOptions options;
   options.default_lease = config.GetDuration("limits.lease_duration");
   options.aging_interval = config.GetDuration("tasks.aging_interval");
   options.steal_threshold = static_cast<int>(config.GetInt("tasks.steal_threshold"));
   options.default_max_attempts = static_cast<int>(config.GetInt("tasks.default_max_attempts"));
+  // One default for the whole node: the registry's (its FindAgents ranks by it).
   options.default_agent_concurrency =
-      static_cast<int>(config.GetInt("tasks.default_agent_concurrency"));
+      static_cast<int>(config.GetInt("registry.default_agent_concurrency"));
   options.review_reopen_window = config.GetDuration("tasks.review_reopen_window");
   options.push_assignment = config.GetBool("tasks.push_assignment");
   options.sweep_interval = config.GetDuration("tasks.sweep_interval");
@@ -92,8 +101,7 @@ int main(int argc, char** argv) {
   server_options.interceptors.push_back(cnet::auth::MakeAuthInterceptorFactory(
       std::make_shared<cnet::auth::StaticAuthenticator>(
           *admin, *service,
-          std::make_shared<cnet::tasks::RegistryTokenAuthenticator>(
-              registry, *service, cnet::RealClock::Default()))));
+          std::make_shared<cnet::registry_client::RegistryAuthenticator>(registry))));
   cnet::ServeHooks hooks;
   hooks.on_shutdown = [&] {
     directory.Stop();

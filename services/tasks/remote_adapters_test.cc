@@ -1,11 +1,10 @@
 // The production adapters against in-process fakes over real channels: the
-// registry directory (Watch mirror, FindAgents, DEAD feed), the token
-// authenticator, and the MACS notifier (what it sends, which failures it
-// retries).
+// registry directory (Watch mirror, FindAgents, DEAD feed) and the MACS
+// notifier (what it sends, which failures it retries).
 #include <thread>
 
 #include "gtest/gtest.h"
-#include "libs/clock/clock.h"
+#include "libs/registry_client/registry_client.h"
 #include "libs/server/server.h"
 #include "services/tasks/macs_notifier.h"
 #include "services/tasks/registry_directory.h"
@@ -39,17 +38,25 @@ class RegistryAdaptersTest : public ::testing::Test {
     o.name = "registry-fake";
     o.services = {&registry_};
     server_ = std::move(*GrpcServer::Start(std::move(o)));
-    channel_ = MakeChannel(server_->address());
+    client_ = Client(server_->address());
+  }
+
+  static std::shared_ptr<registry_client::RegistryClient> Client(const std::string& address) {
+    registry_client::ClientOptions options;
+    options.address = address;
+    options.credential = "svc";
+    options.deadline = absl::Milliseconds(500);
+    return std::make_shared<registry_client::RegistryClient>(options);
   }
   void TearDown() override { server_->Shutdown(absl::Seconds(1)); }
 
   fakes::RegistryFake registry_;
   std::unique_ptr<GrpcServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<registry_client::RegistryClient> client_;
 };
 
 TEST_F(RegistryAdaptersTest, DirectoryMirrorsAgentsAndReportsDeath) {
-  RegistryDirectory dir(channel_, "svc");
+  RegistryDirectory dir(client_);
   std::vector<AgentChange> changes;
   absl::Mutex mu;
   dir.SetListener([&](const AgentChange& c) {
@@ -79,21 +86,9 @@ TEST_F(RegistryAdaptersTest, DirectoryMirrorsAgentsAndReportsDeath) {
 }
 
 TEST_F(RegistryAdaptersTest, DirectoryIsUnavailableNotWrongWhenTheRegistryIsDown) {
-  RegistryDirectory dir(MakeChannel("127.0.0.1:9"), "svc", absl::Milliseconds(300));
+  RegistryDirectory dir(Client("127.0.0.1:9"));
   EXPECT_EQ(dir.FindAgents({"py"}, 10).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(dir.GetAgent("worker").status().code(), absl::StatusCode::kUnavailable);
-}
-
-TEST_F(RegistryAdaptersTest, TokenAuthenticatorAcceptsKnownTokensOnly) {
-  RegistryTokenAuthenticator auth(channel_, "svc", RealClock::Default());
-  auto p = auth.Authenticate("tok-worker");
-  ASSERT_TRUE(p.ok());
-  EXPECT_EQ(p->kind, auth::Kind::kAgent);
-  EXPECT_EQ(p->id, "worker");
-  EXPECT_EQ(auth.Authenticate("tok-forged").status().code(), absl::StatusCode::kUnauthenticated);
-  RegistryTokenAuthenticator down(MakeChannel("127.0.0.1:9"), "svc", RealClock::Default(),
-                                  absl::Milliseconds(300));
-  EXPECT_EQ(down.Authenticate("tok-worker").status().code(), absl::StatusCode::kUnavailable);
 }
 
 // Records Send calls; answers with a configurable status.
@@ -127,7 +122,7 @@ TEST(MacsNotifierTest, SendsATaskMessageAndRetriesOnlyWhatMaySucceedLater) {
   o.name = "gateway-fake";
   o.services = {&gateway};
   auto server = std::move(*GrpcServer::Start(std::move(o)));
-  MacsNotifier notifier(MakeChannel(server->address()), "svc");
+  MacsNotifier notifier(MakeChannel(server->address()), "svc", "shared-secret");
   Notice n;
   n.id = "ntc-1";
   n.recipient = "worker";
@@ -140,6 +135,8 @@ TEST(MacsNotifierTest, SendsATaskMessageAndRetriesOnlyWhatMaySucceedLater) {
   auto sent = gateway.sent();
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].id(), "ntc-1");
+  EXPECT_EQ(sent[0].sender(), "svc:tasks");
+  EXPECT_EQ(sent[0].signature().size(), 64u);  // signed with the shared secret
   EXPECT_EQ(sent[0].recipient(), "worker");
   EXPECT_EQ(sent[0].type(), pb::MESSAGE_TYPE_TASK);
   EXPECT_EQ(sent[0].priority(), pb::PRIORITY_HIGH);
@@ -148,7 +145,7 @@ TEST(MacsNotifierTest, SendsATaskMessageAndRetriesOnlyWhatMaySucceedLater) {
   EXPECT_FALSE(notifier.Send(n).ok());  // retry later
   gateway.Answer(grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown recipient"));
   EXPECT_TRUE(notifier.Send(n).ok());  // never deliverable: dropped
-  MacsNotifier down(MakeChannel("127.0.0.1:9"), "svc", absl::Milliseconds(300));
+  MacsNotifier down(MakeChannel("127.0.0.1:9"), "svc", "", absl::Milliseconds(300));
   EXPECT_FALSE(down.Send(n).ok());
   server->Shutdown(absl::Seconds(1));
 }

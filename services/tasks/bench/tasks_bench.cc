@@ -141,8 +141,11 @@ struct Instance {
       ro.name = "registry-fake";
       ro.services = {&registry};
       registry_server = std::move(*GrpcServer::Start(std::move(ro)));
-      remote_directory =
-          std::make_unique<RegistryDirectory>(MakeChannel(registry_server->address()), "svc");
+      registry_client::ClientOptions co;
+      co.address = registry_server->address();
+      co.credential = "svc";
+      remote_directory = std::make_unique<RegistryDirectory>(
+          std::make_shared<registry_client::RegistryClient>(co));
       remote_directory->Start();
       directory = remote_directory.get();
     }
