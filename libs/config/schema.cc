@@ -382,9 +382,6 @@ std::vector<KeySpec> BuildSchema() {
       Int("tasks.default_max_attempts", "3",
           "Attempts of a task that does not set its own.")
           .Range(1, 100),
-      Int("tasks.default_agent_concurrency", "4",
-          "Tasks an agent may hold at once when it does not state its own limit.")
-          .Range(1, 1000),
       Bool("tasks.push_assignment", "true",
            "The scheduler assigns eligible tasks to capable agents (else pull only)."),
       Dur("tasks.sweep_interval", "5s",
