@@ -15,11 +15,14 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "yaml-cpp/depthguard.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 extern char** environ;
@@ -194,6 +197,29 @@ namespace {
 
 using Sink = std::function<void(const KeySpec&, ParsedValue, Source)>;
 
+// Records where each YAML document starts and ignores everything else.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  explicit DocumentStarts(std::vector<YAML::Mark>* starts) : starts_(starts) {}
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts_->push_back(mark);
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  std::vector<YAML::Mark>* starts_;
+};
+
 // One layer being read: where its values go and where its issues go.
 struct LayerReader {
   Layer layer;
@@ -204,6 +230,11 @@ struct LayerReader {
 
   void Report(const YAML::Mark& mark, std::string_view key,
               std::string reason) const {
+    // Keep every issue one short line, whatever the input: hostile keys or
+    // values are cut (the position still locates them).
+    constexpr size_t kMaxKey = 200, kMaxReason = 500;
+    if (key.size() > kMaxKey) key = key.substr(0, kMaxKey);
+    if (reason.size() > kMaxReason) reason = reason.substr(0, kMaxReason) + "...";
     bool has_mark = !mark.is_null() && mark.line >= 0;
     issues->push_back(Issue{layer, origin, has_mark ? mark.line + 1 : 0,
                             has_mark ? mark.column + 1 : 0, std::string(key),
@@ -226,20 +257,43 @@ struct LayerReader {
   }
 
   void ReadText(std::string_view text) const {
-    std::vector<YAML::Node> documents;
+    std::string yaml(text);
+    std::vector<YAML::Mark> starts;
+    YAML::Node root;
     try {
-      documents = YAML::LoadAll(std::string(text));
+      // Never YAML::LoadAll: in yaml-cpp 0.7 it loops forever, allocating,
+      // on a document that starts with a stray ',' (jbeder/yaml-cpp#1040,
+      // fixed upstream by #1319). Count the documents with a bounded pass
+      // instead, then load the first one.
+      std::istringstream stream(yaml);
+      YAML::Parser parser(stream);
+      DocumentStarts handler(&starts);
+      while (starts.size() < 2 && parser.HandleNextDocument(handler)) {
+      }
+      root = YAML::Load(yaml);
+    } catch (const YAML::DeepRecursion& e) {
+      // yaml-cpp stops at a fixed depth (and reports it as "bad file").
+      Report(e.mark, "", absl::StrCat("invalid YAML: nested deeper than ", e.depth(),
+                                      " levels"));
+      return;
     } catch (const YAML::Exception& e) {
       Report(e.mark, "", absl::StrCat("invalid YAML: ", e.msg));
       return;
     }
-    if (documents.empty() || documents[0].IsNull()) return;
-    if (documents.size() > 1) {
-      Report(documents[1].Mark(), "",
-             "expected one YAML document, found several");
+    if (starts.size() > 1) {
+      // A second document that starts where the first did is the parser
+      // making no progress on a character it cannot place.
+      const YAML::Mark& second = starts[1];
+      bool stuck = second.pos == starts[0].pos && second.pos >= 0 &&
+                   static_cast<size_t>(second.pos) < yaml.size();
+      Report(second, "",
+             stuck ? absl::StrCat("invalid YAML: unexpected character '",
+                                  absl::CHexEscape(yaml.substr(second.pos, 1)),
+                                  "'")
+                   : "expected one YAML document, found several");
       return;
     }
-    const YAML::Node& root = documents[0];
+    if (root.IsNull()) return;
     if (!root.IsMap()) {
       Report(root.Mark(), "",
              absl::StrCat("the top level must be a map of sections, got ",

@@ -212,6 +212,38 @@ std::vector<KeySpec> BuildSchema() {
           "Registry events kept for Watch resume (events).")
           .Range(0, 10000000),
 
+      // registry: agent registration, tokens and the event stream.
+      Bool("registry.open_registration", "true",
+           "Anyone may register a new agent id; false = admin or service "
+           "credential only."),
+      Str("registry.public_base_url", "",
+          "Base URL of agent cards without their own url (<base>/agents/<id>); "
+          "empty = claudenet://<node>/agents/<id>.")
+          .Fmt(Format::kUrl),
+      Int("registry.default_agent_concurrency", "1",
+          "Tasks an agent may hold at once when it does not set "
+          "max_concurrent_tasks.")
+          .Range(1, 1000),
+      Int("registry.max_agents", "1000000",
+          "Most agents (local and remote) the registry holds.")
+          .Range(1, 100000000),
+      Dur("registry.token_cache_ttl", "30s",
+          "How long other services may cache a token validation.")
+          .Range(0, kHour),
+      Dur("registry.flush_interval", "1s",
+          "Heartbeat data (last seen, metrics) is persisted in batches this "
+          "often.")
+          .Range(0.01, kMinute),
+      Dur("registry.rotate_min_interval", "10s",
+          "Shortest time between two token rotations of one agent.")
+          .Range(0, kHour),
+      Int("registry.watch_buffer", "4096",
+          "Events buffered per Watch stream before it must resynchronize.")
+          .Range(16, 1000000),
+      Int("registry.max_watchers_per_caller", "64",
+          "Watch streams one credential may hold open at once.")
+          .Range(1, 100000),
+
       // security: signing, replay protection, credentials and TLS.
       Bool("security.use_message_signing", "true",
            "Sign messages with HMAC-SHA256 and verify them on receipt.")
@@ -319,6 +351,27 @@ std::vector<KeySpec> BuildSchema() {
       Int("limits.max_skill_runs", "50", "Skill runs executing at once.")
           .Range(1, 10000),
 
+      Dur("limits.default_message_ttl", "24h",
+          "Time to live of a message that sets none.")
+          .Range(1, 365 * kDay),
+      Dur("limits.max_message_ttl", "168h",
+          "Longest time to live a message may ask for.")
+          .Range(1, 365 * kDay),
+
+      // macs: the messaging gateway's own knobs.
+      Int("macs.max_subscribers_per_agent", "8",
+          "Open Subscribe streams one agent may have at once.")
+          .Range(1, 1000),
+      Dur("macs.retention", "168h",
+          "How long acknowledged and expired copies stay visible after they end.")
+          .Range(kMinute, 365 * kDay),
+      Int("macs.group_commit_max_batch", "1024",
+          "Most operations that share one transaction and fsync.")
+          .Range(1, 100000),
+      List("macs.agent_hmac_keys", "",
+           "Per-agent HMAC keys as agent_id=key; other agents use security.shared_secret.")
+          .Secret(),
+
       // tasks: the task board's scheduling knobs.
       Dur("tasks.aging_interval", "60s",
           "Waiting time that lifts a queued task by one priority step.")
@@ -329,6 +382,24 @@ std::vector<KeySpec> BuildSchema() {
       Int("tasks.default_max_attempts", "3",
           "Attempts of a task that does not set its own.")
           .Range(1, 100),
+      Bool("tasks.push_assignment", "true",
+           "The scheduler assigns eligible tasks to capable agents (else pull only)."),
+      Dur("tasks.sweep_interval", "5s",
+          "Period of the scheduler sweep: push retries and no-eligible-agent alerts.")
+          .Range(0.1, kHour),
+      Dur("tasks.review_reopen_window", "24h",
+          "How long after approval the author may resubmit a new commit for review.")
+          .Range(0, 30 * kDay),
+      Dur("tasks.restart_grace", "30s",
+          "Extra time given at start to leases that lapsed while the service was down.")
+          .Range(0, kHour),
+      Int("tasks.event_retention", "100000",
+          "Board events kept for Watch resume.")
+          .Range(1000, 100000000),
+      Int("tasks.max_watchers", "256", "Watch streams open at once.")
+          .Range(1, 100000),
+      Bool("tasks.sync_full", "false",
+           "fsync every commit (survives power loss); default survives process crashes."),
 
       // skills: the skill library and its sandbox.
       Str("skills.library_dir", "skills",
@@ -433,6 +504,12 @@ absl::Status Invalid(std::string_view reason) {
 // `got "text"`, or a neutral phrase for secrets so they never reach a log.
 std::string Got(const KeySpec& spec, std::string_view text) {
   if (spec.secret) return "got an invalid value";
+  // Echo at most 80 bytes: a hostile value must not make a huge message.
+  constexpr size_t kMaxEcho = 80;
+  if (text.size() > kMaxEcho) {
+    return absl::StrCat("got \"", absl::CEscape(Sv(text.substr(0, kMaxEcho))), "\"... (",
+                        text.size(), " bytes)");
+  }
   return absl::StrCat("got \"", absl::CEscape(Sv(text)), "\"");
 }
 
@@ -673,6 +750,7 @@ const std::vector<Ordering>& Orderings() {
           {"network.health.healthy_max", "network.health.warning_max", true},
           {"network.health.warning_max", "network.health.critical_max", true},
           {"offline.backoff_base", "offline.backoff_max", false},
+          {"limits.default_message_ttl", "limits.max_message_ttl", false},
       };
   return *orderings;
 }

@@ -1,15 +1,57 @@
-// The registry binary. Its rpcs are filled in by the registry issue; until
-// then the server answers UNIMPLEMENTED for each of them while serving
-// health and reflection like every binary of the suite.
+// The registry binary: agents, tokens, heartbeats, measured health,
+// discovery and the agent event stream of this node.
+#include <glog/logging.h>
+
+#include <iostream>
+#include <memory>
+
+#include "libs/auth/auth.h"
+#include "libs/clock/clock.h"
 #include "libs/server/bootstrap.h"
-#include "proto/claudenet/v1/registry.grpc.pb.h"
+#include "services/registry/registry.h"
+#include "services/registry/registry_service.h"
+#include "services/registry/store.h"
+
+namespace {
+
+int Fatal(const absl::Status& s) {
+  LOG(ERROR) << s.message();
+  std::cerr << "registry: " << s.message() << std::endl;
+  return 2;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   cnet::BlockShutdownSignals();
   cnet::Boot boot = cnet::BootOrExit(argc, argv, "registry", "services.registry_addr");
-  claudenet::v1::RegistryService::Service unimplemented;
+
+  auto admin = cnet::auth::AdminToken(boot.config.GetString("security.admin_token"),
+                                      boot.data_dir);
+  if (!admin.ok()) return Fatal(admin.status());
+  auto service = cnet::auth::ServiceCredential(
+      boot.config.GetString("security.service_credential"), boot.data_dir);
+  if (!service.ok()) return Fatal(service.status());
+  auto store = cnet::registry::RegistryStore::Open(boot.data_dir + "/registry.db");
+  if (!store.ok()) return Fatal(store.status());
+  auto registry = cnet::registry::Registry::Open(
+      cnet::registry::RegistryOptions::FromConfig(boot.config), std::move(*store),
+      cnet::RealClock::Default());
+  if (!registry.ok()) return Fatal(registry.status());
+
+  cnet::registry::RegistryServiceImpl impl(registry->get());
   cnet::ServerOptions options;
-  options.services = {&unimplemented};
+  options.services = {&impl};
   options.health_names = {"claudenet.v1.RegistryService"};
-  return cnet::ServeUntilSignal(boot, std::move(options));
+  options.interceptors.push_back(cnet::auth::MakeAuthInterceptorFactory(
+      std::make_shared<cnet::auth::StaticAuthenticator>(
+          *admin, *service,
+          std::make_shared<cnet::registry::RegistryTokenAuthenticator>(registry->get()))));
+  cnet::ServeHooks hooks;
+  // Watch streams end cleanly before the listener drains.
+  hooks.on_shutdown = [&] { (*registry)->hub()->Close(); };
+  int status = cnet::ServeUntilSignal(boot, std::move(options), hooks);
+  // After the drain: the last heartbeat data reaches the disk.
+  (*registry)->Shutdown();
+  return status;
 }
