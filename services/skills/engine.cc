@@ -330,15 +330,24 @@ Engine::Engine(LibraryManager* library, ActionRegistry* actions, Store* store, C
       capabilities_(std::move(capabilities)),
       ids_(clock) {}
 
-Engine::~Engine() {
+void Engine::CancelAll(const std::string& reason) {
   std::vector<std::shared_ptr<Run>> runs;
   {
     absl::MutexLock lock(&mu_);
     for (auto& [id, run] : active_) runs.push_back(run);
   }
   for (auto& run : runs) {
-    run->scope->Cancel(absl::CancelledError("the skills service is shutting down"));
+    {
+      absl::MutexLock lock(&run->mu);
+      if (run->finished) continue;
+      run->user_cancelled = true;
+    }
+    run->scope->Cancel(absl::CancelledError(reason));
   }
+}
+
+Engine::~Engine() {
+  CancelAll("the skills service is shutting down");
   absl::MutexLock lock(&mu_);
   auto empty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return active_.empty(); };
   mu_.Await(absl::Condition(&empty));

@@ -131,6 +131,9 @@ class Engine {
                                    const std::string& reason);
   // Cancels without waiting (a SYNC caller went away); no-op when finished.
   void Abandon(const std::string& run_id, const std::string& reason);
+  // Cancels every run in flight without waiting (server shutdown: their
+  // streams end after RUN_FINISHED instead of at the drain deadline).
+  void CancelAll(const std::string& reason);
 
   absl::StatusOr<RunRecord> GetRun(const std::string& run_id, bool with_steps);
   absl::StatusOr<std::vector<RunRecord>> ListRuns(const Store::RunFilter& filter);

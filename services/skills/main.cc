@@ -150,5 +150,6 @@ int main(int argc, char** argv) {
           std::make_shared<cnet::registry_client::RegistryAuthenticator>(registry))));
   cnet::ServeHooks hooks;
   hooks.on_reload = [&library] { LogReload(library.Reload()); };
+  hooks.on_shutdown = [&engine] { engine.CancelAll("the skills service is shutting down"); };
   return cnet::ServeUntilSignal(boot, std::move(server), hooks);
 }
