@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/config/loader.h"
+#include "tools/cnet/agent.h"
 #include "tools/cnet/suite.h"
 
 namespace {
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   health->add_option("--addr", address, "host:port")->required();
   health->add_option("--service", service, "fully qualified service name (default: server)");
   health->footer("Example: cnet health --addr 127.0.0.1:7101");
+  cnet::cli::AgentCommands agent(&app);
 
   try {
     app.parse(argc, argv);
@@ -62,6 +64,7 @@ int main(int argc, char** argv) {
   }
   cnet::cli::SuiteOptions options{*config, bin_dir, load.project_dir,
                                   absl::Seconds(up_timeout_s), json};
+  if (agent.parsed()) return agent.Run(*config, load.home_dir, timeout, json);
   if (up->parsed()) return cnet::cli::Up(options);
   if (down->parsed()) return cnet::cli::Down(options);
   if (status->parsed()) return cnet::cli::Status(options);
