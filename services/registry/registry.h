@@ -289,7 +289,14 @@ class Registry {
   // the hub (in order).
   void PublishLocked(const WriteBatch& batch, std::vector<claudenet::v1::AgentEvent>* events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_, mu_);
+  // All pending heartbeat data at once (shutdown).
   absl::Status FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  void CollectDirtyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::Status FlushChunkLocked(size_t max_rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  std::vector<Entry*> DirtyEntriesLocked(const std::vector<PresenceRow>& rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status TrimLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  static constexpr size_t kFlushChunk = 1000;
 
   std::string NewToken(TokenHash* hash) const;
 
@@ -323,6 +330,8 @@ class Registry {
   std::unique_ptr<RegistryStore> store_ ABSL_GUARDED_BY(write_mu_);
   bool shut_down_ ABSL_GUARDED_BY(write_mu_) = false;
   int64_t trimmed_up_to_ ABSL_GUARDED_BY(write_mu_) = 0;
+  // Heartbeat data collected for writing, by row; drained in chunks.
+  absl::flat_hash_map<int64_t, PresenceRow> flush_queue_ ABSL_GUARDED_BY(write_mu_);
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);  // by slot
