@@ -1073,7 +1073,6 @@ absl::Status Registry::FlushLocked() {
 
 void Registry::CollectDirtyLocked() {
   absl::MutexLock lock(&mu_);
-  flush_queue_.reserve(flush_queue_.size() + dirty_.size());
   for (uint32_t slot : dirty_) {
     Entry* e = entries_[slot].get();
     if (e == nullptr || !e->dirty) continue;
@@ -1086,9 +1085,11 @@ void Registry::CollectDirtyLocked() {
 absl::Status Registry::FlushChunkLocked(size_t max_rows) {
   std::vector<PresenceRow> rows;
   rows.reserve(std::min(max_rows, flush_queue_.size()));
-  for (auto it = flush_queue_.begin(); it != flush_queue_.end() && rows.size() < max_rows;) {
-    rows.push_back(std::move(it->second));
-    flush_queue_.erase(it++);
+  // (btree erase invalidates iterators: always take the first.)
+  while (!flush_queue_.empty() && rows.size() < max_rows) {
+    auto first = flush_queue_.begin();
+    rows.push_back(std::move(first->second));
+    flush_queue_.erase(first);
   }
   // Written with mu_ released: heartbeats and queries go on meanwhile.
   absl::Status s = store_->WritePresence(rows);
