@@ -232,7 +232,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options,
     return absl::FailedPreconditionError(
         "security.shared_secret: required while security.use_message_signing is true");
   }
-  CNET_ASSIGN_OR_RETURN(std::unique_ptr<MessageStore> store, MessageStore::Open(options.db_path));
+  CNET_ASSIGN_OR_RETURN(std::unique_ptr<MessageStore> store, MessageStore::Open(options.db_path, options.fsync));
   std::unique_ptr<Gateway> g(new Gateway(std::move(options), clock, directory, std::move(store)));
   CNET_RETURN_IF_ERROR(g->Load());
   return g;

@@ -65,6 +65,9 @@ namespace cnet::macs {
 
 struct GatewayOptions {
   std::string db_path;      // SQLite file
+  // synchronous=FULL (fsync per commit: power-loss safe). false = NORMAL
+  // (kill -9 safe only); config macs.fsync.
+  bool fsync = true;
   std::string node = "local";  // this node's id (network.node_id)
   bool signing_enabled = true;
   std::string shared_secret;

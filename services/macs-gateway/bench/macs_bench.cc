@@ -9,7 +9,7 @@
 // cores, so the figures include the client's cost.
 //
 //   bazel run -c opt //services/macs-gateway/bench:macs_bench -- [--seconds 3]
-//       [--dir DIR] [--rate 1000] [--latency-seconds 5]
+//       [--dir DIR] [--rate 1000] [--latency-seconds 5] [--fsync false]
 #include <google/protobuf/util/time_util.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -77,12 +77,14 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   double seconds = 3, latency_seconds = 5, rate = 1000;
   std::string dir;
+  bool fsync = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i];
     if (f == "--seconds") seconds = std::stod(argv[i + 1]);
     if (f == "--latency-seconds") latency_seconds = std::stod(argv[i + 1]);
     if (f == "--rate") rate = std::stod(argv[i + 1]);
     if (f == "--dir") dir = argv[i + 1];
+    if (f == "--fsync") fsync = std::string(argv[i + 1]) != "false";
   }
   if (dir.empty()) {
     char tmpl[] = "/tmp/macs-bench-XXXXXX";
@@ -96,6 +98,7 @@ int main(int argc, char** argv) {
   directory.Put(cnet::macs::AgentInfo{"latency"});
   cnet::macs::GatewayOptions go;
   go.db_path = dir + "/macs.db";
+  go.fsync = fsync;
   go.node = "bench";
   go.shared_secret = kSecret;
   go.rate_per_sec = 1e9;
@@ -116,8 +119,8 @@ int main(int argc, char** argv) {
   if (!server.ok()) return 1;
   auto channel = cnet::MakeChannel((*server)->address());
   auto stub = pb::MacsGateway::NewStub(channel);
-  std::printf("MACS gateway benchmark (store %s, synchronous=FULL, %u cores)\n",
-              go.db_path.c_str(), std::thread::hardware_concurrency());
+  std::printf("MACS gateway benchmark (store %s, synchronous=%s, %u cores)\n",
+              go.db_path.c_str(), fsync ? "FULL" : "NORMAL", std::thread::hardware_concurrency());
   {
     // What bounds durable latency: one small append + fdatasync on this disk.
     std::string probe = dir + "/fsync.probe";
