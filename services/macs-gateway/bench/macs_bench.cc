@@ -141,31 +141,48 @@ int main(int argc, char** argv) {
     std::atomic<int64_t> ok{0}, failed{0};
     std::atomic<bool> stop{false};
     auto before = (*gateway)->writer_stats();
-    std::vector<std::thread> threads;
+    // Closed loop on the callback API: `concurrency` senders, each sending
+    // its next message from the previous one's completion (no thread per
+    // sender, so the client's own cost stays small).
     const int64_t now_s = absl::ToUnixSeconds(absl::Now());
     Steady::time_point start = Steady::now();
-    for (int t = 0; t < concurrency; ++t) {
-      threads.emplace_back([&, t] {
-        const std::string from = absl::StrCat("sender-", t);
-        const std::string token = "tok-" + from;
-        for (int64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
-          pb::SendRequest req = MakeRequest(from, absl::StrCat("inbox-", (t + i) % 64),
-                                            absl::StrCat("c", concurrency, "-", t, "-", i), now_s);
-          grpc::ClientContext ctx;
-          ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-          cnet::auth::SetBearer(&ctx, token);
-          pb::SendResponse resp;
-          if (stub->Send(&ctx, req, &resp).ok()) {
-            ok++;
-          } else {
-            failed++;
-          }
-        }
-      });
-    }
+    absl::Mutex loop_mu;
+    int running = concurrency;
+    std::function<void(int, int64_t)> send_next = [&](int t, int64_t i) {
+      if (stop.load(std::memory_order_relaxed)) {
+        absl::MutexLock lock(&loop_mu);
+        running--;
+        return;
+      }
+      struct Call {
+        grpc::ClientContext ctx;
+        pb::SendRequest req;
+        pb::SendResponse resp;
+      };
+      auto call = std::make_shared<Call>();
+      const std::string from = absl::StrCat("sender-", t);
+      call->req = MakeRequest(from, absl::StrCat("inbox-", (t + i) % 64),
+                              absl::StrCat("c", concurrency, "-", t, "-", i), now_s);
+      call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      cnet::auth::SetBearer(&call->ctx, "tok-" + from);
+      stub->async()->Send(&call->ctx, &call->req, &call->resp,
+                          [&, call, t, i](grpc::Status st) {
+                            if (st.ok()) {
+                              ok++;
+                            } else {
+                              failed++;
+                            }
+                            send_next(t, i + 1);
+                          });
+    };
+    for (int t = 0; t < concurrency; ++t) send_next(t, 0);
     std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(seconds * 1000)));
     stop = true;
-    for (auto& th : threads) th.join();
+    {
+      absl::MutexLock lock(&loop_mu);
+      auto drained = [&]() { return running == 0; };
+      loop_mu.Await(absl::Condition(&drained));
+    }
     double elapsed = std::chrono::duration<double>(Steady::now() - start).count();
     auto after = (*gateway)->writer_stats();
     double batches = static_cast<double>(after.batches - before.batches);
