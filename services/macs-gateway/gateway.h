@@ -30,7 +30,9 @@
 //     Ack and ack-timeout never both win.
 //
 // Threads and locks
-//   * Database: only the GroupCommitWriter thread (store.h).
+//   * Database: only the GroupCommitWriter thread (store.h); commit
+//     callbacks (replies, copies entering inboxes) run in order on its
+//     completion thread.
 //   * mu_: inboxes, subscribers, timers' bookkeeping. Held briefly; never
 //     across a directory lookup. Lock order: mu_ -> sink's own lock ->
 //     writer queue lock; stats_mu_, dedupe_mu_ and limiter_mu_ are leaves.
