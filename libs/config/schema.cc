@@ -384,9 +384,6 @@ std::vector<KeySpec> BuildSchema() {
       Int("tasks.default_max_attempts", "3",
           "Attempts of a task that does not set its own.")
           .Range(1, 100),
-      Int("tasks.default_agent_concurrency", "4",
-          "Tasks an agent may hold at once when it does not state its own limit.")
-          .Range(1, 1000),
       Bool("tasks.push_assignment", "true",
            "The scheduler assigns eligible tasks to capable agents (else pull only)."),
       Dur("tasks.sweep_interval", "5s",
@@ -418,6 +415,23 @@ std::vector<KeySpec> BuildSchema() {
       Int("skills.step_output_cap", "65536",
           "Largest output kept from one step (bytes).")
           .Range(0, 64 * kMiB),
+      Dur("skills.default_step_timeout", "30s",
+          "Per-attempt limit of an action step that sets no timeout.")
+          .Range(0.001, kDay),
+      Dur("skills.default_run_timeout", "10m",
+          "Limit of a run when RunSkill gives none (requests may ask 1s..24h).")
+          .Range(1, kDay),
+      Int("skills.max_runs_per_agent", "25",
+          "Skill runs one agent may have in flight at once.")
+          .Range(1, 10000),
+      Int("skills.worker_threads", "8",
+          "Threads that execute steps (parallel groups share them).")
+          .Range(1, 256),
+      Int("skills.blocking_threads", "32",
+          "Threads for actions that wait on I/O (calls to other services, shell).")
+          .Range(1, 1024),
+      Bool("skills.watch_library", "true",
+           "Reload the skill library when its files change (inotify)."),
 
       // offline: retry of outgoing remote traffic while Firebase is down.
       Dur("offline.backoff_base", "1s", "First retry delay.")

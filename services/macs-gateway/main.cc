@@ -11,6 +11,7 @@
 #include "libs/auth/auth.h"
 #include "libs/clock/clock.h"
 #include "libs/server/bootstrap.h"
+#include "libs/server/tls.h"
 #include "services/macs-gateway/gateway.h"
 #include "services/macs-gateway/macs_service.h"
 #include "libs/registry_client/registry_authenticator.h"
@@ -99,6 +100,7 @@ int main(int argc, char** argv) {
   // The registry: who exists (mirrored by Watch) and whose token is whose.
   cnet::registry_client::ClientOptions registry_options;
   registry_options.address = cfg.GetString("services.registry_addr");
+  registry_options.channel = cnet::MakeSuiteChannel(cfg, "services.registry_addr");
   registry_options.credential = *service;
   registry_options.deadline = absl::Seconds(3);
   auto registry = std::make_shared<cnet::registry_client::RegistryClient>(registry_options);

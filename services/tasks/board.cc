@@ -463,6 +463,12 @@ absl::StatusOr<std::unique_ptr<Board>> Board::Open(BoardOptions options, Store* 
                                                    Notifier* notifier) {
   std::unique_ptr<Board> board(new Board(std::move(options), store, clock, directory, notifier));
   CNET_RETURN_IF_ERROR(board->Load());
+  {
+    absl::MutexLock lock(&board->commit_mu_);
+    board->committer_running_ = true;
+  }
+  board->committer_ = std::thread([b = board.get()] { b->CommitLoop(); });
+  board->committer_id_ = board->committer_.get_id();
   if (board->options_.background) {
     board->executor_ = std::make_unique<ThreadExecutor>();
     board->notice_thread_ = std::thread([b = board.get()] { b->NoticeLoop(); });
@@ -510,6 +516,12 @@ void Board::Shutdown() {
     for (auto& [id, e] : tasks_) CancelTimers(e), clock_->Cancel(e.lease_timer);
   }
   Flush();
+  {
+    absl::MutexLock lock(&commit_mu_);
+    committer_stop_ = true;
+    commit_cv_.Signal();
+  }
+  if (committer_.joinable()) committer_.join();
   hub_.Close();
 }
 
@@ -1389,8 +1401,77 @@ void Board::Dispatch(Fx& fx) {
 
 void Board::WaitDurable(uint64_t ticket) {
   if (durable_.load() >= ticket) return;
-  absl::MutexLock commit(&commit_mu_);
-  if (durable_.load() >= ticket) return;
+  if (std::this_thread::get_id() == committer_id_) {
+    // Work run after a commit (WhenDurable) that itself changed the board:
+    // this thread is the committer, so it commits.
+    while (durable_.load() < ticket) CommitOnce();
+    return;
+  }
+  absl::MutexLock lock(&commit_mu_);
+  if (ticket > wanted_) {
+    wanted_ = ticket;
+    commit_cv_.Signal();
+  }
+  while (durable_.load() < ticket) {
+    if (!committer_running_) {
+      CommitOnce();  // no committer (stopped): commit in this thread
+      continue;
+    }
+    durable_cv_.Wait(&commit_mu_);
+  }
+}
+
+void Board::CommitLoop() {
+  absl::MutexLock lock(&commit_mu_);
+  while (true) {
+    while (!committer_stop_ && wanted_ <= durable_.load()) commit_cv_.Wait(&commit_mu_);
+    if (committer_stop_ && wanted_ <= durable_.load()) break;
+    commit_mu_.Unlock();
+    CommitOnce();
+    commit_mu_.Lock();
+    durable_cv_.SignalAll();
+    // Continuations of asynchronous callers whose changes are now durable.
+    std::vector<std::function<void()>> ready;
+    const uint64_t durable = durable_.load();
+    while (!on_durable_.empty() && on_durable_.begin()->first <= durable) {
+      ready.push_back(std::move(on_durable_.begin()->second));
+      on_durable_.erase(on_durable_.begin());
+    }
+    if (!ready.empty()) {
+      commit_mu_.Unlock();
+      for (auto& fn : ready) fn();
+      commit_mu_.Lock();
+    }
+  }
+  committer_running_ = false;
+  durable_cv_.SignalAll();
+}
+
+void Board::WhenDurable(uint64_t ticket, std::function<void()> fn) {
+  {
+    absl::MutexLock lock(&commit_mu_);
+    if (durable_.load() < ticket && committer_running_) {
+      on_durable_.emplace(ticket, std::move(fn));
+      if (ticket > wanted_) {
+        wanted_ = ticket;
+        commit_cv_.Signal();
+      }
+      return;
+    }
+  }
+  WaitDurable(ticket);
+  fn();
+}
+
+void Board::FinishAsync(Fx fx, std::function<void()> then) {
+  auto shared = std::make_shared<Fx>(std::move(fx));
+  WhenDurable(shared->ticket, [this, shared, then = std::move(then)] {
+    Finish(*shared);
+    then();
+  });
+}
+
+void Board::CommitOnce() {
   WriteBatch batch;
   std::vector<BoardEventPtr> events;
   std::vector<Notice> notices;
@@ -1403,6 +1484,8 @@ void Board::WaitDurable(uint64_t ticket) {
     end = appended_;
   }
   absl::Status s = store_->Apply(batch);
+  commits_.fetch_add(1);
+  operations_.fetch_add(static_cast<int64_t>(end - durable_.load()));
   if (!s.ok()) {
     // Fail-stop: memory is ahead of the disk; a restart reloads what is durable.
     LOG(FATAL) << "tasks: committing to the store failed: " << s;
@@ -1534,6 +1617,20 @@ absl::StatusOr<Board::CreateResult> Board::Create(const Actor& actor,
       }
     }
   }
+  // Push at creation, in the same commit: a task that is eligible at once
+  // (no dependencies, no future not_before) is offered to the least loaded
+  // capable agent right away. The directory is asked before taking the lock.
+  std::vector<AgentInfo> candidates;
+  if (options_.push_assignment && req.dependencies().empty() &&
+      (!req.has_not_before() || FromProto(req.not_before()) <= now)) {
+    if (!req.assign_to().empty()) {
+      absl::StatusOr<AgentInfo> a = directory_->GetAgent(req.assign_to());
+      if (a.ok() && a->Available() && a->HasAll(caps)) candidates.push_back(std::move(*a));
+    } else {
+      absl::StatusOr<std::vector<AgentInfo>> found = directory_->FindAgents(caps, 32);
+      if (found.ok()) candidates = std::move(*found);
+    }
+  }
   std::string request_hash;
   if (!req.idempotency_key().empty()) {
     std::string bytes;
@@ -1645,6 +1742,13 @@ absl::StatusOr<Board::CreateResult> Board::Create(const Actor& actor,
     if (all_done && failed_dep == nullptr) {
       Move(e, pb::TASK_STATE_QUEUED, Op::kDependenciesMet, Actor::System("dependencies"),
            req.dependencies().empty() ? "no dependencies" : "dependencies completed", fx);
+    }
+    // Long-polling claimers first (Dispatch), then the pushed candidates.
+    fx.check_dependents.clear();
+    Dispatch(fx);
+    if (!candidates.empty() && !e.queue_name.empty() && PushLocked(e, candidates, fx)) {
+      fx.push_ids.erase(std::remove(fx.push_ids.begin(), fx.push_ids.end(), id),
+                        fx.push_ids.end());
     }
     Settle(fx);
     result.task = e.task;
@@ -1849,8 +1953,15 @@ uint64_t Board::ClaimAsync(const Actor& actor, const pb::ClaimRequest& req, Clai
       Settle(fx);
     }
   }
-  Finish(fx);
-  if (waiter_id == 0) done(std::move(resp));
+  if (waiter_id != 0) {
+    FinishAsync(std::move(fx), [] {});
+  } else {
+    auto shared_done = std::make_shared<ClaimDone>(std::move(done));
+    auto shared_resp = std::make_shared<absl::StatusOr<pb::ClaimResponse>>(std::move(resp));
+    FinishAsync(std::move(fx), [shared_done, shared_resp] {
+      (*shared_done)(std::move(*shared_resp));
+    });
+  }
   return waiter_id;
 }
 
@@ -3634,33 +3745,38 @@ void Board::PushTasks(const std::vector<std::string>& ids) {
       for (const std::string& id : group) {
         Entry* e = Find(id);
         if (e == nullptr || e->queue_name != name) continue;
-        const AgentInfo* best = nullptr;
-        double best_util = 0;
-        for (const AgentInfo& a : candidates) {
-          int limit = LimitOf(a);
-          int load = LoadOf(a.id);
-          if (load >= limit || Contains(e->task.excluded_agents(), a.id)) continue;
-          double util = static_cast<double>(load) / limit;
-          if (best == nullptr || util < best_util) {
-            best = &a;
-            best_util = util;
-          }
-        }
-        if (best == nullptr) break;
-        Assign(*e, best->id, options_.default_lease, Actor::System("scheduler"),
-               absl::StrCat("pushed to ", best->id, " (least loaded capable agent)"), fx);
-        AddNotice(best->id, id, "assigned", absl::StrCat("you got task ", id),
-                  absl::StrCat("You got task ", id, ": ", e->task.title(),
-                               ". Lease ", e->task.lease().lease_id(), " epoch ",
-                               e->task.lease().epoch(), " expires in ",
-                               absl::FormatDuration(options_.default_lease),
-                               "; Start it or Release it."),
-                  PriorityRank(e->task) >= pb::PRIORITY_HIGH, fx);
+        if (!PushLocked(*e, candidates, fx)) break;
       }
       Settle(fx);
     }
     Finish(fx);
   }
+}
+
+bool Board::PushLocked(Entry& e, const std::vector<AgentInfo>& candidates, Fx& fx) {
+  const AgentInfo* best = nullptr;
+  double best_util = 0;
+  for (const AgentInfo& a : candidates) {
+    int limit = LimitOf(a);
+    int load = LoadOf(a.id);
+    if (load >= limit || !Accepts(e, a.id, ClaimFilter{a.capabilities, {}, ""})) continue;
+    double util = static_cast<double>(load) / limit;
+    if (best == nullptr || util < best_util) {
+      best = &a;
+      best_util = util;
+    }
+  }
+  if (best == nullptr) return false;
+  const std::string& id = e.task.id();
+  Assign(e, best->id, options_.default_lease, Actor::System("scheduler"),
+         absl::StrCat("pushed to ", best->id, " (least loaded capable agent)"), fx);
+  AddNotice(best->id, id, "assigned", absl::StrCat("you got task ", id),
+            absl::StrCat("You got task ", id, ": ", e.task.title(), ". Lease ",
+                         e.task.lease().lease_id(), " epoch ", e.task.lease().epoch(),
+                         " expires in ", absl::FormatDuration(options_.default_lease),
+                         "; Start it or Release it."),
+            PriorityRank(e.task) >= pb::PRIORITY_HIGH, fx);
+  return true;
 }
 
 void Board::FillAgents(const std::set<std::string>& agents) {

@@ -32,6 +32,7 @@
 //    watcher never sees a change that a crash could undo. A failed commit
 //    stops the process (fail-stop): the in-memory state would otherwise be
 //    ahead of the disk.
+//  - One committer thread writes batches; callers wait for their ticket.
 //  - Lock order: life_mu_ (reader) -> commit_mu_ -> mu_. Directory and
 //    notifier calls are never made with mu_ held.
 #ifndef CNET_SERVICES_TASKS_BOARD_H_
@@ -232,6 +233,15 @@ class Board {
   size_t pending_notices() const;
   // Claims currently long-polling.
   size_t waiting_claims() const;
+  // Group-commit figures: transactions committed, and operations (journal
+  // tickets) they carried.
+  struct JournalStats {
+    int64_t commits = 0;
+    int64_t operations = 0;
+  };
+  JournalStats journal_stats() const {
+    return {commits_.load(), operations_.load()};
+  }
 
  private:
   struct LeaseRecord {
@@ -405,8 +415,25 @@ class Board {
   // notices, runs completions, schedules pushes.
   void Finish(Fx& fx);
   void WaitDurable(uint64_t ticket);
+  // The committer thread: commits whatever was appended, as one
+  // transaction, whenever someone waits for durability; meanwhile new
+  // operations accumulate into the next batch (group commit).
+  void CommitLoop();
+  // Takes everything appended so far and makes it durable; publishes the
+  // batch's events and hands its notices to the outbox.
+  void CommitOnce();
+  // Runs `fn` once everything up to `ticket` is durable: at once if it is,
+  // else on the committer thread right after the commit (never blocks the
+  // caller: for the callback-API Claim).
+  void WhenDurable(uint64_t ticket, std::function<void()> fn);
+  // Finish without blocking: the post-commit work runs via WhenDurable.
+  void FinishAsync(Fx fx, std::function<void()> then);
   void SchedulePush(std::vector<std::string> ids, std::set<std::string> agents);
   void PushTasks(const std::vector<std::string>& ids);
+  // Assigns `e` (QUEUED, indexed) to the least loaded of `candidates` with
+  // room; false when none has room.
+  bool PushLocked(Entry& e, const std::vector<AgentInfo>& candidates, Fx& fx)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FillAgents(const std::set<std::string>& agents);
   void OnAgentChange(const AgentChange& change);
   void ArmSweep();
@@ -435,7 +462,17 @@ class Board {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  absl::CondVar commit_cv_;   // the committer waits for work
+  absl::CondVar durable_cv_;  // callers wait for their ticket
+  uint64_t wanted_ ABSL_GUARDED_BY(commit_mu_) = 0;
+  bool committer_stop_ ABSL_GUARDED_BY(commit_mu_) = false;
+  bool committer_running_ ABSL_GUARDED_BY(commit_mu_) = false;
+  std::thread committer_;
+  std::thread::id committer_id_;
+  std::multimap<uint64_t, std::function<void()>> on_durable_ ABSL_GUARDED_BY(commit_mu_);
   std::atomic<uint64_t> durable_{0};
+  std::atomic<int64_t> commits_{0};
+  std::atomic<int64_t> operations_{0};
 
   mutable absl::Mutex mu_;
   absl::btree_map<std::string, Entry> tasks_ ABSL_GUARDED_BY(mu_);

@@ -2,53 +2,55 @@
 
 #include <glog/logging.h>
 
-#include <chrono>
-
 #include "absl/strings/str_cat.h"
-#include "libs/auth/auth.h"
 
 namespace cnet::tasks {
 
 namespace pb = ::claudenet::v1;
 
+namespace {
+macs_client::ClientOptions Options(std::string credential, std::string signing_key,
+                                   absl::Duration deadline) {
+  macs_client::ClientOptions o;
+  o.agent_id = "svc:tasks";
+  o.token = std::move(credential);
+  o.signing_key = std::move(signing_key);
+  o.deadline = deadline;
+  o.max_attempts = 1;  // the board's outbox retries, with its own backoff
+  return o;
+}
+}  // namespace
+
 MacsNotifier::MacsNotifier(std::shared_ptr<grpc::Channel> channel, std::string service_credential,
-                           absl::Duration deadline)
-    : stub_(pb::MacsGateway::NewStub(std::move(channel))),
-      credential_(std::move(service_credential)),
-      deadline_(deadline) {}
+                           std::string signing_key, absl::Duration deadline)
+    : client_(std::move(channel),
+              Options(std::move(service_credential), std::move(signing_key), deadline)) {}
 
 absl::Status MacsNotifier::Send(const Notice& notice) {
-  pb::SendRequest req;
-  pb::Message* m = req.mutable_message();
-  m->set_id(notice.id);
-  m->set_recipient(notice.recipient);
-  m->set_type(pb::MESSAGE_TYPE_TASK);
-  m->set_subject(notice.subject.substr(0, 256));
-  m->set_body(notice.body);
-  m->set_priority(notice.urgent ? pb::PRIORITY_HIGH : pb::PRIORITY_NORMAL);
-  m->set_correlation_id(notice.task_id);
-  auto& fields = *m->mutable_payload()->mutable_fields();
+  pb::Message m;
+  m.set_id(notice.id);
+  m.set_recipient(notice.recipient);
+  m.set_type(pb::MESSAGE_TYPE_TASK);
+  m.set_subject(notice.subject.substr(0, 256));
+  m.set_body(notice.body);
+  m.set_priority(notice.urgent ? pb::PRIORITY_HIGH : pb::PRIORITY_NORMAL);
+  m.set_correlation_id(notice.task_id);
+  auto& fields = *m.mutable_payload()->mutable_fields();
   fields["task_id"].set_string_value(notice.task_id);
   fields["kind"].set_string_value(notice.kind);
-  pb::SendResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::microseconds(absl::ToInt64Microseconds(deadline_)));
-  auth::SetBearer(&ctx, credential_);
-  grpc::Status s = stub_->Send(&ctx, req, &resp);
-  switch (s.error_code()) {
-    case grpc::StatusCode::OK:
-    case grpc::StatusCode::ALREADY_EXISTS:  // delivered before under this id
+  absl::StatusOr<pb::SendResponse> sent = client_.Send(std::move(m));
+  if (sent.ok()) return absl::OkStatus();
+  switch (sent.status().code()) {
+    case absl::StatusCode::kAlreadyExists:  // accepted before under this id
       return absl::OkStatus();
-    case grpc::StatusCode::NOT_FOUND:
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::PERMISSION_DENIED:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kPermissionDenied:
       LOG(WARNING) << "tasks: dropping notice " << notice.id << " to " << notice.recipient
-                   << ": gateway refused it: " << s.error_message();
+                   << ": gateway refused it: " << sent.status();
       return absl::OkStatus();
     default:
-      return absl::UnavailableError(
-          absl::StrCat("gateway: ", s.error_message(), " (code ", s.error_code(), ")"));
+      return absl::UnavailableError(absl::StrCat("gateway: ", sent.status().message()));
   }
 }
 

@@ -4,9 +4,13 @@
 
 #include <iostream>
 
+#include "absl/synchronization/mutex.h"
 #include "libs/auth/auth.h"
 #include "libs/clock/clock.h"
+#include "libs/registry_client/registry_authenticator.h"
+#include "libs/registry_client/registry_client.h"
 #include "libs/server/bootstrap.h"
+#include "libs/server/tls.h"
 #include "services/tasks/board.h"
 #include "services/tasks/macs_notifier.h"
 #include "services/tasks/registry_directory.h"
@@ -33,6 +37,9 @@ std::string NodeName(const cnet::config::Config& config) {
 
 int main(int argc, char** argv) {
   cnet::BlockShutdownSignals();
+  // Debian's Abseil records lock order on every lock for deadlock reports,
+  // a debugging aid that costs measurable time on the claim path.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   cnet::Boot boot = cnet::BootOrExit(argc, argv, "tasks", "services.tasks_addr");
   const cnet::config::Config& config = boot.config;
 
@@ -46,23 +53,41 @@ int main(int argc, char** argv) {
   store_options.path = boot.data_dir + "/tasks.db";
   store_options.synchronous_full = config.GetBool("tasks.sync_full");
   store_options.event_retention = config.GetInt("tasks.event_retention");
+  store_options.background_checkpoint = true;
   auto store = cnet::tasks::Store::Open(store_options);
   if (!store.ok()) return Fatal(store.status());
 
-  // Other services, reached through their gRPC APIs; the board keeps working
+  // Other services, through their client libraries; the board keeps working
   // while they are down (see registry_directory.h, macs_notifier.h).
-  auto registry = cnet::MakeChannel(config.GetString("services.registry_addr"));
-  auto gateway = cnet::MakeChannel(config.GetString("services.macs_addr"));
-  cnet::tasks::RegistryDirectory directory(registry, *service);
-  cnet::tasks::MacsNotifier notifier(gateway, *service);
+  cnet::registry_client::ClientOptions registry_options;
+  registry_options.address = config.GetString("services.registry_addr");
+  registry_options.channel = cnet::MakeSuiteChannel(config, "services.registry_addr");
+  registry_options.credential = *service;
+  registry_options.deadline = absl::Seconds(2);
+  auto registry = std::make_shared<cnet::registry_client::RegistryClient>(registry_options);
+  cnet::tasks::RegistryDirectory directory(registry);
+  // Notices are signed like any message: with the network's shared secret,
+  // or on a single node with the gateway's local secret file.
+  std::string signing_key;
+  if (config.GetBool("security.use_message_signing")) {
+    signing_key = config.GetString("security.shared_secret");
+    if (signing_key.empty()) {
+      auto local = cnet::auth::LoadOrCreateSecret(boot.data_dir + "/message.secret");
+      if (!local.ok()) return Fatal(local.status());
+      signing_key = *local;
+    }
+  }
+  cnet::tasks::MacsNotifier notifier(cnet::MakeSuiteChannel(config, "services.macs_addr"),
+                                     *service, signing_key);
 
   cnet::tasks::BoardOptions options;
   options.default_lease = config.GetDuration("limits.lease_duration");
   options.aging_interval = config.GetDuration("tasks.aging_interval");
   options.steal_threshold = static_cast<int>(config.GetInt("tasks.steal_threshold"));
   options.default_max_attempts = static_cast<int>(config.GetInt("tasks.default_max_attempts"));
+  // One default for the whole node: the registry's (its FindAgents ranks by it).
   options.default_agent_concurrency =
-      static_cast<int>(config.GetInt("tasks.default_agent_concurrency"));
+      static_cast<int>(config.GetInt("registry.default_agent_concurrency"));
   options.review_reopen_window = config.GetDuration("tasks.review_reopen_window");
   options.push_assignment = config.GetBool("tasks.push_assignment");
   options.sweep_interval = config.GetDuration("tasks.sweep_interval");
@@ -87,8 +112,7 @@ int main(int argc, char** argv) {
   server_options.interceptors.push_back(cnet::auth::MakeAuthInterceptorFactory(
       std::make_shared<cnet::auth::StaticAuthenticator>(
           *admin, *service,
-          std::make_shared<cnet::tasks::RegistryTokenAuthenticator>(
-              registry, *service, cnet::RealClock::Default()))));
+          std::make_shared<cnet::registry_client::RegistryAuthenticator>(registry))));
   cnet::ServeHooks hooks;
   hooks.on_shutdown = [&] {
     directory.Stop();

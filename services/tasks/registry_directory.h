@@ -1,35 +1,26 @@
-// The registry as the board's AgentDirectory, and the registry's agent
-// tokens as an Authenticator, through the registry's generated gRPC stub
-// with the service credential and a deadline on every call.
+// The registry as the board's AgentDirectory, on //libs/registry_client.
 //
-// Until //libs/registry_client (registry branch) is merged, these adapters
-// are the tasks service's own; they degrade gracefully: with the registry
-// down, FindAgents/GetAgent answer UNAVAILABLE (push assignment waits for
-// the next sweep, Claim answers UNAVAILABLE), agent tokens cannot be checked
-// (UNAVAILABLE, never a false "unknown token"), and the Watch feed
-// reconnects with backoff.
+// A Watch subscription (snapshot, then events; the client library resumes
+// after reconnects and resynchronizes with a new snapshot when told to)
+// keeps a local mirror of agents, so GetAgent for claims is a map lookup;
+// FindAgents asks the registry (its FindAgents is the authority on "least
+// loaded HEALTHY agent with these capabilities"). DEAD, deregistered and
+// pruned agents are reported to the board, which requeues their leases.
 //
-// RegistryDirectory keeps a local mirror of agents from the registry's
-// Watch (snapshot, then events), so GetAgent for claims is a map lookup
-// while the stream is connected; FindAgents always asks the registry (its
-// FindAgents rpc is the authority on "least loaded HEALTHY agent").
+// Degrades gracefully: with the registry down, FindAgents/GetAgent of an
+// agent not mirrored answer UNAVAILABLE (push waits for the next sweep,
+// Claim answers UNAVAILABLE) and the subscription keeps reconnecting.
 #ifndef CNET_SERVICES_TASKS_REGISTRY_DIRECTORY_H_
 #define CNET_SERVICES_TASKS_REGISTRY_DIRECTORY_H_
-
-#include <grpcpp/grpcpp.h>
 
 #include <atomic>
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
-#include "libs/auth/auth.h"
-#include "libs/clock/clock.h"
-#include "proto/claudenet/v1/registry.grpc.pb.h"
+#include "libs/registry_client/registry_client.h"
 #include "services/tasks/directory.h"
 
 namespace cnet::tasks {
@@ -39,11 +30,10 @@ AgentInfo ToAgentInfo(const claudenet::v1::Agent& agent);
 
 class RegistryDirectory final : public AgentDirectory {
  public:
-  RegistryDirectory(std::shared_ptr<grpc::Channel> channel, std::string service_credential,
-                    absl::Duration deadline = absl::Seconds(2));
+  explicit RegistryDirectory(std::shared_ptr<registry_client::RegistryClient> client);
   ~RegistryDirectory() override;
 
-  // Starts following the registry's Watch stream (background thread).
+  // Starts following the registry's Watch stream.
   void Start();
   void Stop();
 
@@ -52,50 +42,22 @@ class RegistryDirectory final : public AgentDirectory {
   absl::StatusOr<AgentInfo> GetAgent(const std::string& agent_id) override;
   void SetListener(std::function<void(const AgentChange&)> listener) override;
 
-  // True while the Watch stream is connected and past its snapshot.
+  // True once the mirror holds a complete snapshot.
   bool synced() const { return synced_.load(); }
 
  private:
-  void WatchLoop();
   void Apply(const claudenet::v1::AgentEvent& event);
   void Fire(const AgentChange& change);
-  std::unique_ptr<grpc::ClientContext> Context() const;
 
-  std::unique_ptr<claudenet::v1::RegistryService::Stub> stub_;
-  const std::string credential_;
-  const absl::Duration deadline_;
+  const std::shared_ptr<registry_client::RegistryClient> client_;
   std::function<void(const AgentChange&)> listener_;
+  std::unique_ptr<registry_client::WatchSubscription> watch_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, AgentInfo> agents_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  absl::CondVar stop_cv_;
+  // A snapshot being received replaces the mirror at SNAPSHOT_END.
+  std::map<std::string, AgentInfo> incoming_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> synced_{false};
-  std::thread thread_;
-};
-
-// Agent tokens checked with the registry's ValidateToken, cached for the
-// time the registry allows (default 30 s). A token the registry rejects is
-// UNAUTHENTICATED; a registry that cannot be reached is UNAVAILABLE.
-class RegistryTokenAuthenticator final : public auth::Authenticator {
- public:
-  RegistryTokenAuthenticator(std::shared_ptr<grpc::Channel> channel,
-                             std::string service_credential, Clock* clock,
-                             absl::Duration deadline = absl::Seconds(2));
-  absl::StatusOr<auth::Principal> Authenticate(std::string_view credential) override;
-
- private:
-  struct Cached {
-    auth::Principal principal;
-    absl::Time until;
-  };
-  std::unique_ptr<claudenet::v1::RegistryService::Stub> stub_;
-  const std::string credential_;
-  Clock* const clock_;
-  const absl::Duration deadline_;
-  absl::Mutex mu_;
-  std::map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);  // by SHA-256 of the token
 };
 
 }  // namespace cnet::tasks

@@ -23,12 +23,14 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "libs/sqlite/database.h"
 
 namespace cnet::tasks {
@@ -118,7 +120,13 @@ class Store {
     bool synchronous_full = false;
     // Events kept in the table; older ones are pruned.
     int64_t event_retention = 100000;
+    // Checkpoint the WAL from a background thread (its fsyncs then never
+    // delay a commit) instead of SQLite's automatic checkpoint inside the
+    // committing transaction.
+    bool background_checkpoint = false;
+    absl::Duration checkpoint_interval = absl::Seconds(1);
   };
+  ~Store();
 
   static absl::StatusOr<std::unique_ptr<Store>> Open(const Options& options);
 
@@ -151,8 +159,15 @@ class Store {
 
   absl::Status ApplyLocked(const WriteBatch& batch);
 
+  void CheckpointLoop();
+
   const Options options_;
   std::unique_ptr<sqlite::Database> writer_;  // used only inside Apply/ForEach*
+  std::unique_ptr<sqlite::Database> checkpointer_;
+  absl::Mutex checkpoint_mu_;
+  absl::CondVar checkpoint_cv_;
+  bool stopping_ ABSL_GUARDED_BY(checkpoint_mu_) = false;
+  std::thread checkpoint_thread_;
   int64_t applied_batches_ = 0;
   absl::Mutex reader_mu_;
   std::unique_ptr<sqlite::Database> reader_ ABSL_GUARDED_BY(reader_mu_);

@@ -103,7 +103,16 @@ int RegistryFake::find_calls() const {
 
 void RegistryFake::Publish(const pb::AgentEvent& ev) {
   absl::MutexLock lock(&mu_);
+  log_.push_back(ev);
   for (Watcher* w : watchers_) w->Push(ev);
+}
+
+grpc::Status RegistryFake::GetNetworkStatus(grpc::ServerContext*,
+                                            const pb::GetNetworkStatusRequest*,
+                                            pb::GetNetworkStatusResponse* resp) {
+  absl::MutexLock lock(&mu_);
+  resp->set_current_sequence(sequence_);
+  return grpc::Status::OK;
 }
 
 grpc::Status RegistryFake::ValidateToken(grpc::ServerContext*,
@@ -172,6 +181,10 @@ grpc::ServerWriteReactor<pb::AgentEvent>* RegistryFake::Watch(grpc::CallbackServ
     end.set_sequence(sequence_);
     end.set_type(pb::AGENT_EVENT_TYPE_SNAPSHOT_END);
     initial.push_back(std::move(end));
+  } else if (req->from_sequence() > 0) {
+    for (const pb::AgentEvent& ev : log_) {
+      if (ev.sequence() > req->from_sequence()) initial.push_back(ev);
+    }
   }
   auto* w = new Watcher(this, std::move(initial));
   watchers_.insert(w);

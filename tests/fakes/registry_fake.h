@@ -1,6 +1,7 @@
 // A small in-process stand-in for the registry's gRPC API, for tests and
 // benchmarks of services that call it (tasks): ValidateToken, GetAgent,
-// FindAgents and Watch (snapshot, then live changes), over agents and tokens
+// FindAgents, GetNetworkStatus (current sequence) and Watch (snapshot or
+// resume, then live changes), over agents and tokens
 // the test sets. Everything else answers UNIMPLEMENTED.
 #ifndef CNET_TESTS_FAKES_REGISTRY_FAKE_H_
 #define CNET_TESTS_FAKES_REGISTRY_FAKE_H_
@@ -38,6 +39,9 @@ class RegistryFake final
                         claudenet::v1::GetAgentResponse* resp) override;
   grpc::Status FindAgents(grpc::ServerContext* ctx, const claudenet::v1::FindAgentsRequest* req,
                           claudenet::v1::FindAgentsResponse* resp) override;
+  grpc::Status GetNetworkStatus(grpc::ServerContext* ctx,
+                                const claudenet::v1::GetNetworkStatusRequest* req,
+                                claudenet::v1::GetNetworkStatusResponse* resp) override;
   grpc::ServerWriteReactor<claudenet::v1::AgentEvent>* Watch(
       grpc::CallbackServerContext* ctx, const claudenet::v1::WatchAgentsRequest* req) override;
 
@@ -50,6 +54,7 @@ class RegistryFake final
   std::map<std::string, claudenet::v1::Agent> agents_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> tokens_ ABSL_GUARDED_BY(mu_);  // token -> agent id
   std::set<Watcher*> watchers_ ABSL_GUARDED_BY(mu_);
+  std::vector<claudenet::v1::AgentEvent> log_ ABSL_GUARDED_BY(mu_);  // for resume
   int64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
   int find_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
