@@ -365,6 +365,8 @@ std::vector<KeySpec> BuildSchema() {
       Dur("macs.retention", "168h",
           "How long acknowledged and expired copies stay visible after they end.")
           .Range(kMinute, 365 * kDay),
+      Bool("macs.fsync", "true",
+           "Fsync every commit (power-loss safe); false survives kill -9 only."),
       Int("macs.group_commit_max_batch", "1024",
           "Most operations that share one transaction and fsync.")
           .Range(1, 100000),
