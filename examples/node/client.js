@@ -1,7 +1,7 @@
 // Example Claude Network client in Node.js, loading proto/ at run time with
 // @grpc/proto-loader. Registers two agents, sends a message signed here
 // (CNET-MSG-V1, HMAC-SHA256 with node:crypto), reads it back, then creates
-// a task and has the second agent claim it.
+// a task that the second agent takes (pushed or claimed) and starts.
 //
 //   (cd examples/node && npm ci)
 //   node examples/node/client.js --registry 127.0.0.1:7101 --macs 127.0.0.1:7102 \
@@ -118,8 +118,18 @@ async function main() {
 
   const created = await call(tasks, 'CreateTask', { title: 'build it ' + suffix, required_capabilities: ['build'] }, alice.token);
   console.log('created task', created.task.id);
-  const claimed = await call(tasks, 'Claim', { agent_id: bob.agent.id, task_id: created.task.id }, bob.token);
-  console.log('bob claimed', claimed.task.id, 'lease epoch', claimed.lease.epoch);
+  // The scheduler may already have pushed it to bob; otherwise bob pulls it.
+  const { task } = await call(tasks, 'GetTask', { task_id: created.task.id }, bob.token);
+  let lease = task.lease;
+  let how = 'was assigned';
+  const ASSIGNED = pkg.TaskState.type.value.find((v) => v.name === 'TASK_STATE_ASSIGNED').number;
+  if (!(task.state === ASSIGNED && task.assignee === bob.agent.id)) {
+    const claimed = await call(tasks, 'Claim', { agent_id: bob.agent.id, task_id: task.id }, bob.token);
+    lease = claimed.lease;
+    how = 'claimed';
+  }
+  await call(tasks, 'Start', { task_id: task.id, lease_id: lease.lease_id, lease_epoch: lease.epoch }, bob.token);
+  console.log('bob', how, 'and started', task.id, 'lease epoch', lease.epoch);
 }
 
 main().then(() => process.exit(0), (err) => {

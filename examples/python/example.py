@@ -1,7 +1,8 @@
 """Example Claude Network client in Python, from stubs generated out of
 proto/ (tools/gen_clients.sh). It registers two agents, sends a signed
 message from one to the other and reads it back, then creates a task and
-has the second agent claim it.
+has the second agent take it (pushed by the scheduler, or claimed) and
+start it.
 
   tools/gen_clients.sh /tmp/cnet-clients
   PYTHONPATH=/tmp/cnet-clients/python:examples/python /usr/bin/python3 \
@@ -84,9 +85,20 @@ def main():
         title=f"build the thing {suffix}", required_capabilities=["build"]),
         metadata=auth(alice_token), timeout=10)
     print(f"created task {created.task.id}")
-    claimed = tasks.Claim(tasks_pb2.ClaimRequest(agent_id=bob_id, task_id=created.task.id),
-                          metadata=auth(bob_token), timeout=10)
-    print(f"bob claimed {claimed.task.id} (lease epoch {claimed.lease.epoch})")
+    # The scheduler may already have pushed it to bob (the only agent with
+    # "build"); otherwise bob pulls it.
+    task = tasks.GetTask(tasks_pb2.GetTaskRequest(task_id=created.task.id),
+                         metadata=auth(bob_token), timeout=10).task
+    if task.state == tasks_pb2.TASK_STATE_ASSIGNED and task.assignee == bob_id:
+        lease, how = task.lease, "was assigned"
+    else:
+        claimed = tasks.Claim(tasks_pb2.ClaimRequest(agent_id=bob_id, task_id=task.id),
+                              metadata=auth(bob_token), timeout=10)
+        lease, how = claimed.lease, "claimed"
+    tasks.Start(tasks_pb2.StartRequest(task_id=task.id, lease_id=lease.lease_id,
+                                       lease_epoch=lease.epoch),
+                metadata=auth(bob_token), timeout=10)
+    print(f"bob {how} and started {task.id} (lease epoch {lease.epoch})")
     return 0
 
 

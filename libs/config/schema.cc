@@ -425,6 +425,23 @@ std::vector<KeySpec> BuildSchema() {
       Int("skills.step_output_cap", "65536",
           "Largest output kept from one step (bytes).")
           .Range(0, 64 * kMiB),
+      Dur("skills.default_step_timeout", "30s",
+          "Per-attempt limit of an action step that sets no timeout.")
+          .Range(0.001, kDay),
+      Dur("skills.default_run_timeout", "10m",
+          "Limit of a run when RunSkill gives none (requests may ask 1s..24h).")
+          .Range(1, kDay),
+      Int("skills.max_runs_per_agent", "25",
+          "Skill runs one agent may have in flight at once.")
+          .Range(1, 10000),
+      Int("skills.worker_threads", "8",
+          "Threads that execute steps (parallel groups share them).")
+          .Range(1, 256),
+      Int("skills.blocking_threads", "32",
+          "Threads for actions that wait on I/O (calls to other services, shell).")
+          .Range(1, 1024),
+      Bool("skills.watch_library", "true",
+           "Reload the skill library when its files change (inotify)."),
 
       // offline: retry of outgoing remote traffic while Firebase is down.
       Dur("offline.backoff_base", "1s", "First retry delay.")

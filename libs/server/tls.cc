@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "libs/server/server.h"
 
 namespace cnet {
 namespace {
@@ -93,6 +94,19 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFrom
     options.pem_private_key = *key;
   }
   return grpc::SslCredentials(options);
+}
+
+std::shared_ptr<grpc::Channel> MakeSuiteChannel(const config::Config& config,
+                                                const std::string& address_key) {
+  auto creds = ChannelCredentialsFromConfig(config);
+  if (!creds.ok()) {
+    LOG(ERROR) << "client TLS for " << address_key << ": " << creds.status().message();
+    // Fail closed: TLS credentials with no trust roots never connect.
+    grpc::SslCredentialsOptions none;
+    none.pem_root_certs = "invalid";
+    return MakeChannel(config.GetString(address_key), grpc::SslCredentials(none));
+  }
+  return MakeChannel(config.GetString(address_key), *creds);
 }
 
 }  // namespace cnet

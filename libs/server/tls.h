@@ -33,6 +33,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromCo
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFromConfig(
     const config::Config& config);
 
+// A channel to the service at config key `address_key` (e.g.
+// "services.registry_addr"), with TLS when configured. A broken TLS client
+// configuration is logged and the channel then fails every call visibly.
+std::shared_ptr<grpc::Channel> MakeSuiteChannel(const config::Config& config,
+                                                const std::string& address_key);
+
 // True for 127.0.0.0/8, ::1, localhost and unix: addresses.
 bool IsLoopback(const std::string& address);
 

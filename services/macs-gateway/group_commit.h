@@ -50,6 +50,7 @@ class GroupCommitWriter {
     int64_t largest_batch = 0;
     int64_t run_micros = 0;     // time spent running jobs
     int64_t commit_micros = 0;  // time spent in COMMIT (the fsync)
+    int64_t run_cpu_micros = 0;  // CPU time of the writer thread running jobs
   };
 
   // `before_commit` runs once per batch inside the transaction, after the

@@ -11,8 +11,11 @@
 #include "libs/auth/auth.h"
 #include "libs/clock/clock.h"
 #include "libs/server/bootstrap.h"
+#include "libs/server/tls.h"
 #include "services/macs-gateway/gateway.h"
 #include "services/macs-gateway/macs_service.h"
+#include "libs/registry_client/registry_authenticator.h"
+#include "libs/registry_client/registry_client.h"
 #include "services/macs-gateway/registry_directory.h"
 
 namespace {
@@ -90,18 +93,15 @@ int main(int argc, char** argv) {
   options.max_batch = static_cast<size_t>(cfg.GetInt("macs.group_commit_max_batch"));
 
   // The registry: who exists (mirrored by Watch) and whose token is whose.
-  auto registry = cnet::MakeChannel(cfg.GetString("services.registry_addr"));
-  cnet::macs::RegistryAgentDirectory directory(registry, *service);
-  auto tokens = std::make_shared<cnet::macs::RegistryTokenAuthenticator>(
-      registry, *service, cnet::RealClock::Default());
-  directory.OnChange([tokens](const std::string& agent, claudenet::v1::AgentEventType type) {
-    if (type == claudenet::v1::AGENT_EVENT_TYPE_TOKEN_ROTATED ||
-        type == claudenet::v1::AGENT_EVENT_TYPE_DEREGISTERED ||
-        type == claudenet::v1::AGENT_EVENT_TYPE_PRUNED) {
-      tokens->Invalidate(agent);
-    }
-  });
+  cnet::registry_client::ClientOptions registry_options;
+  registry_options.address = cfg.GetString("services.registry_addr");
+  registry_options.channel = cnet::MakeSuiteChannel(cfg, "services.registry_addr");
+  registry_options.credential = *service;
+  registry_options.deadline = absl::Seconds(3);
+  auto registry = std::make_shared<cnet::registry_client::RegistryClient>(registry_options);
+  cnet::macs::RegistryAgentDirectory directory(registry);
   directory.Start();
+  auto tokens = std::make_shared<cnet::registry_client::RegistryAuthenticator>(registry);
 
   auto gateway =
       cnet::macs::Gateway::Create(options, cnet::RealClock::Default(), &directory);

@@ -1,115 +1,122 @@
-// The registry link against a registry speaking the real proto (the fake in
-// tests/fakes), over a real channel.
+// The registry link against the real registry (its core and adapter in
+// process, on port 0), through //libs/registry_client.
 #include "services/macs-gateway/registry_directory.h"
 
 #include "gtest/gtest.h"
+#include "libs/registry_client/registry_authenticator.h"
 #include "libs/server/server.h"
-#include "tests/fakes/fake_registry.h"
+#include "services/registry/registry_service.h"
 
 namespace cnet::macs {
 namespace {
 namespace pb = claudenet::v1;
 
-pb::Agent MakeAgent(const std::string& id, std::vector<std::string> caps,
-                    pb::Health health = pb::HEALTH_HEALTHY) {
-  pb::Agent a;
-  a.set_id(id);
-  for (const auto& c : caps) a.add_capabilities(c);
-  a.set_health(health);
-  return a;
-}
-
 class RegistryDirectoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    registry_.Put(MakeAgent("alice", {"python"}), "tok-alice");
-    registry_.Put(MakeAgent("bob", {}), "tok-bob");
-    registry_.Put(MakeAgent("ghost", {"python"}, pb::HEALTH_DEAD), "");
+    std::string tmpl = std::string(::testing::TempDir()) + "/regdirXXXXXX";
+    dir_ = mkdtemp(tmpl.data());
+    registry::RegistryOptions options;
+    options.local_node = "node-a";
+    auto store = registry::RegistryStore::Open(dir_ + "/registry.db");
+    ASSERT_TRUE(store.ok());
+    auto core = registry::Registry::Open(options, std::move(*store), &clock_);
+    ASSERT_TRUE(core.ok()) << core.status();
+    core_ = std::move(*core);
+    impl_ = std::make_unique<registry::RegistryServiceImpl>(core_.get());
     ServerOptions so;
-    so.services = {&registry_};
+    so.services = {impl_.get()};
+    so.interceptors.push_back(auth::MakeAuthInterceptorFactory(
+        std::make_shared<auth::StaticAuthenticator>(
+            "admin-cred", "svc-cred",
+            std::make_shared<registry::RegistryTokenAuthenticator>(core_.get()))));
     auto server = GrpcServer::Start(std::move(so));
     ASSERT_TRUE(server.ok());
     server_ = std::move(*server);
-    channel_ = MakeChannel(server_->address());
   }
   void TearDown() override {
-    registry_.Shutdown();
-    server_->Shutdown(absl::Seconds(2));
+    server_->Shutdown(absl::Milliseconds(200));
+    core_->Shutdown();
   }
 
-  fakes::FakeRegistry registry_{"svc-cred"};
+  std::shared_ptr<registry_client::RegistryClient> Client(const std::string& address = "") {
+    registry_client::ClientOptions o;
+    o.address = address.empty() ? server_->address() : address;
+    o.credential = "svc-cred";
+    o.deadline = absl::Milliseconds(500);
+    o.reconnect_min = absl::Milliseconds(10);
+    o.reconnect_max = absl::Milliseconds(100);
+    return std::make_shared<registry_client::RegistryClient>(o);
+  }
+
+  registry::Registry::Registration Register(const std::string& id, std::vector<std::string> caps) {
+    pb::RegisterRequest r;
+    r.set_agent_id(id);
+    r.set_name(id);
+    for (auto& c : caps) r.add_capabilities(c);
+    auto result = core_->Register(registry::Actor(), r);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return *result;
+  }
+
+  std::string dir_;
+  SimulatedClock clock_;
+  std::unique_ptr<registry::Registry> core_;
+  std::unique_ptr<registry::RegistryServiceImpl> impl_;
   std::unique_ptr<GrpcServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
 };
 
 TEST_F(RegistryDirectoryTest, AnswersDirectlyBeforeTheMirrorIsInSync) {
-  RegistryAgentDirectory dir(channel_, "svc-cred");
+  Register("alice", {"python"});
+  Register("bob", {});
+  RegistryAgentDirectory dir(Client());
   auto alice = dir.Get("alice");
   ASSERT_TRUE(alice.ok()) << alice.status();
   ASSERT_TRUE(alice->has_value());
   EXPECT_EQ((*alice)->capabilities, std::vector<std::string>{"python"});
+  EXPECT_EQ((*alice)->node, "node-a");
   auto nobody = dir.Get("nobody");
   ASSERT_TRUE(nobody.ok());
   EXPECT_FALSE(nobody->has_value());
   auto live = dir.ListLive("python");
   ASSERT_TRUE(live.ok());
-  ASSERT_EQ(live->size(), 1u);  // ghost is DEAD
+  ASSERT_EQ(live->size(), 1u);
   EXPECT_EQ((*live)[0].id, "alice");
   EXPECT_EQ(dir.Suggest("alcie", 3), std::vector<std::string>{"alice"});
 }
 
-TEST_F(RegistryDirectoryTest, MirrorFollowsWatchEvents) {
-  RegistryAgentDirectory dir(channel_, "svc-cred");
-  absl::Mutex mu;
-  std::vector<std::string> changes;
-  dir.OnChange([&](const std::string& id, pb::AgentEventType) {
-    absl::MutexLock lock(&mu);
-    changes.push_back(id);
-  });
+TEST_F(RegistryDirectoryTest, MirrorFollowsTheRegistry) {
+  Register("alice", {"python"});
+  Register("bob", {});
+  RegistryAgentDirectory dir(Client());
   dir.Start();
   ASSERT_TRUE(dir.WaitSynced(absl::Seconds(10)));
   EXPECT_EQ(dir.ListLive("")->size(), 2u);
-  registry_.Put(MakeAgent("carol", {"python"}), "tok-carol");
-  registry_.Remove("bob");
-  {
-    absl::MutexLock lock(&mu);
-    auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return changes.size() >= 2; };
-    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&seen), absl::Seconds(10)));
-  }
-  EXPECT_TRUE(dir.synced());
+  Register("carol", {"python"});
+  ASSERT_TRUE(core_->Deregister(registry::Actor::Admin(), "bob", "test").ok());
+  // The deregistration is the latest event: once it is applied, both are.
+  ASSERT_TRUE(dir.watch()->WaitForSequence(core_->current_sequence(), absl::Seconds(10)));
   EXPECT_TRUE(dir.Get("carol")->has_value());
   EXPECT_FALSE(dir.Get("bob")->has_value());
   EXPECT_EQ(dir.ListLive("python")->size(), 2u);
-  // A dropped stream is re-established with a fresh snapshot.
-  registry_.DropWatchers();
-  ASSERT_TRUE(dir.WaitSynced(absl::Seconds(10)));
   dir.Stop();
 }
 
 TEST_F(RegistryDirectoryTest, UnreachableRegistryIsUnavailableNotUnknown) {
-  RegistryAgentDirectory dir(MakeChannel("127.0.0.1:1"), "svc-cred", absl::Milliseconds(300));
-  auto a = dir.Get("alice");
-  EXPECT_EQ(a.status().code(), absl::StatusCode::kUnavailable);
+  RegistryAgentDirectory dir(Client("127.0.0.1:1"));
+  EXPECT_EQ(dir.Get("alice").status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(dir.ListLive("").status().code(), absl::StatusCode::kUnavailable);
 }
 
-TEST_F(RegistryDirectoryTest, TokensAreValidatedOnceAndInvalidatedByEvents) {
-  RegistryTokenAuthenticator tokens(channel_, "svc-cred", RealClock::Default());
-  auto p = tokens.Authenticate("tok-alice");
+TEST_F(RegistryDirectoryTest, AgentTokensAuthenticateThroughTheRegistry) {
+  auto reg = Register("alice", {});
+  registry_client::RegistryAuthenticator tokens(Client());
+  auto p = tokens.Authenticate(reg.token);
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->kind, auth::Kind::kAgent);
   EXPECT_EQ(p->id, "alice");
-  ASSERT_TRUE(tokens.Authenticate("tok-alice").ok());
-  EXPECT_EQ(registry_.validate_calls(), 1);
-  EXPECT_EQ(tokens.Authenticate("tok-nobody").status().code(),
+  EXPECT_EQ(tokens.Authenticate("not-a-token").status().code(),
             absl::StatusCode::kUnauthenticated);
-  registry_.Remove("alice");
-  tokens.Invalidate("alice");
-  EXPECT_EQ(tokens.Authenticate("tok-alice").status().code(),
-            absl::StatusCode::kUnauthenticated);
-  RegistryTokenAuthenticator down(MakeChannel("127.0.0.1:1"), "svc-cred", RealClock::Default(),
-                                  absl::Milliseconds(300));
-  EXPECT_EQ(down.Authenticate("tok-bob").status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

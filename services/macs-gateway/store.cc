@@ -56,7 +56,6 @@ CREATE TABLE deliveries (
   PRIMARY KEY (recipient, seq)
 ) WITHOUT ROWID;
 CREATE INDEX deliveries_by_message ON deliveries(msg_rowid, recipient);
-CREATE INDEX deliveries_by_msg_id ON deliveries(recipient, msg_id);
 CREATE INDEX deliveries_dead ON deliveries(recipient, dl_at_us) WHERE state = 7;
 
 CREATE TABLE dedupe (
@@ -370,8 +369,8 @@ absl::StatusOr<std::vector<DeliveryRow>> MessageStore::DeliveriesByMessageId(
   CNET_ASSIGN_OR_RETURN(
       sqlite::Statement * st,
       Cached(absl::StrCat("SELECT ", kDeliveryColumns,
-                          " FROM deliveries d WHERE recipient = ? AND msg_id = ? AND seq > 0 "
-                          "ORDER BY seq")));
+                          " FROM messages m JOIN deliveries d ON d.msg_rowid = m.rowid "
+                          "AND d.recipient = ?1 WHERE m.id = ?2 AND d.seq > 0 ORDER BY d.seq")));
   st->Bind(1, recipient).Bind(2, msg_id);
   std::vector<DeliveryRow> out;
   for (;;) {

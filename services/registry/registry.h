@@ -42,6 +42,7 @@
 #ifndef CNET_SERVICES_REGISTRY_REGISTRY_H_
 #define CNET_SERVICES_REGISTRY_REGISTRY_H_
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -74,7 +75,10 @@ inline constexpr char kReasonPayload[] = "claudenet.dev/reason";
 inline constexpr char kRetryAfterPayload[] = "claudenet.dev/retry_after_ms";
 
 namespace internal {
-struct Presence;  // heartbeat data of one agent (registry.cc)
+// Defined in registry_internal.h.
+struct Presence;  // heartbeat data and health state machine of one agent
+struct Version;   // everything about one agent that a change replaces
+struct Rank;      // per-slot ranking data of FindAgents
 }  // namespace internal
 
 // Who performs a call, as the adapter authenticated it.
@@ -219,15 +223,17 @@ class Registry {
 
  private:
   using Presence = internal::Presence;
+  using Version = internal::Version;
   struct Entry;
-  struct Hot;
   struct CapIndex;
   struct NodeIndex;
   struct Alive;
+  struct Plan;
+  struct ListQuery;
   // An id and its slot: postings are ordered by id (stable pagination).
   using IdKey = std::pair<std::string_view, uint32_t>;
-  using Posting = absl::btree_set<IdKey>;
-  struct Plan;
+  class Posting;
+  using TokenHash = std::array<char, 32>;
 
   Registry(RegistryOptions options, std::unique_ptr<RegistryStore> store, Clock* clock);
   absl::Status Load();
@@ -239,44 +245,53 @@ class Registry {
   void UnindexLocked(Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SyncHotLocked(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveLocked(Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Replaces an entry's version (re-indexing what changed).
+  void ReplaceLocked(Entry* e, Version next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t InternCapability(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t InternNode(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The agent as the API returns it.
+  claudenet::v1::Agent View(const Version& v, absl::Time now) const;
   claudenet::v1::Agent ViewLocked(const Entry& e, absl::Time now) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // --- health ---
   claudenet::v1::Health AgeHealth(absl::Duration age) const;
   // The health an agent has at `now` without a new heartbeat, and why.
+  std::pair<claudenet::v1::Health, std::string> Judge(const Version& v, absl::Time now) const;
   std::pair<claudenet::v1::Health, std::string> Judge(const claudenet::v1::Agent& agent,
                                                       const Presence& p, absl::Time now) const;
   // When the judged health may next change without a heartbeat.
-  absl::Time NextDeadline(const claudenet::v1::Agent& agent, const Presence& p,
-                          absl::Time now) const;
+  absl::Time NextDeadline(const Version& v, absl::Time now) const;
   void ScheduleLocked(Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnHealthTimer(uint64_t generation);
   void OnFlushTimer();
   void OnCheckpointTimer();
+  // Sets health (and the times that go with it) on a planned version.
+  void SetHealth(claudenet::v1::Health health, absl::Time now, Version* v) const;
 
   // --- events and writes ---
-  claudenet::v1::AgentEvent MakeEvent(claudenet::v1::AgentEventType type,
-                                      const claudenet::v1::Agent& agent, absl::Time now,
-                                      const Actor* actor, std::string reason) const;
-  // Rows as stored; `agent`/`p` default to the entry's own.
-  AgentRow RowOf(const Entry& e, const claudenet::v1::Agent& agent, const std::string& token_hash,
-                 const Presence& p) const;
-  PresenceRow PresenceOf(int64_t rowid, const claudenet::v1::Agent& agent,
-                         const Presence& p) const;
-  // Assigns sequences to `events`, writes `batch` plus the events, and on
-  // success appends them to the tail. The caller applies its memory change
-  // and then calls PublishLocked.
-  absl::Status CommitLocked(WriteBatch* batch, std::vector<claudenet::v1::AgentEvent>* events,
-                            std::vector<EventPtr>* published)
+  // Writes are planned under mu_ (marking the entries `pending`), written
+  // to the store holding only write_mu_, then applied and published under
+  // mu_. Heartbeats and queries therefore never wait for the disk; a
+  // heartbeat for a pending entry takes the slow path, which waits on
+  // write_mu_ for the write in flight.
+  claudenet::v1::AgentEvent MakeEvent(claudenet::v1::AgentEventType type, const Version& v,
+                                      absl::Time now, const Actor* actor,
+                                      std::string reason) const;
+  AgentRow RowOf(const Entry& e, const Version& v) const;
+  PresenceRow PresenceOf(int64_t rowid, const Presence& p) const;
+  // Numbers `events` after `last_sequence` and writes them with `batch`.
+  absl::Status WriteLocked(int64_t last_sequence, WriteBatch* batch,
+                           std::vector<claudenet::v1::AgentEvent>* events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // After a successful write: the log tail, the sequence, revocations, and
+  // the hub (in order).
+  void PublishLocked(const WriteBatch& batch, std::vector<claudenet::v1::AgentEvent>* events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_, mu_);
-  void PublishLocked(const std::vector<EventPtr>& events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
-  std::string NewToken(std::string* hash) const;
+  std::string NewToken(TokenHash* hash) const;
 
   // A sign of life (heartbeat, re-registration): the presence and status
   // after it, computed without changing anything.
@@ -288,18 +303,12 @@ class Registry {
       const claudenet::v1::HeartbeatRequest& request);
 
   // Listing: a validated filter, resolved against the indexes.
-  struct ListQuery;
   absl::StatusOr<ListQuery> ResolveListLocked(const claudenet::v1::ListAgentsRequest& request) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool MatchesLocked(const ListQuery& q, uint32_t slot) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::StatusOr<claudenet::v1::ListAgentsResponse> ListLocked(
       const claudenet::v1::ListAgentsRequest& request, absl::Time now) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Remote agents of one sync call.
-  absl::Status SyncRemoteLocked(const Actor& actor,
-                                const claudenet::v1::SyncRemoteAgentsRequest& request,
-                                claudenet::v1::SyncRemoteAgentsResponse* response)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_, mu_);
 
   const RegistryOptions options_;
   Clock* const clock_;
@@ -317,23 +326,31 @@ class Registry {
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);  // by slot
-  std::vector<Hot> hot_ ABSL_GUARDED_BY(mu_);                         // by slot
+  // Compact per-slot data that queries scan (by slot): flags (health,
+  // status, kind, remote: one byte), ranking data for FindAgents, node.
+  std::vector<uint8_t> flags_ ABSL_GUARDED_BY(mu_);
+  std::vector<internal::Rank> rank_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> node_of_ ABSL_GUARDED_BY(mu_);
+  // Bit c set when the agent has interned capability c (c < 64): capability
+  // checks without touching the entry.
+  std::vector<uint64_t> cap_bits_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string_view, uint32_t> by_id_ ABSL_GUARDED_BY(mu_);
-  Posting all_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Posting> all_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> cap_ids_ ABSL_GUARDED_BY(mu_);
-  std::vector<CapIndex> caps_ ABSL_GUARDED_BY(mu_);
+  std::deque<CapIndex> caps_ ABSL_GUARDED_BY(mu_);  // deque: elements never move
   absl::flat_hash_map<std::string, uint32_t> node_ids_ ABSL_GUARDED_BY(mu_);
-  std::vector<NodeIndex> nodes_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, uint32_t> by_token_ ABSL_GUARDED_BY(mu_);  // hash -> slot
+  std::deque<NodeIndex> nodes_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<TokenHash, uint32_t> by_token_ ABSL_GUARDED_BY(mu_);  // -> slot
   struct Revoked {
     std::string agent_id;
     claudenet::v1::TokenInvalidReason reason;
   };
   absl::flat_hash_map<std::string, Revoked> revoked_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> revoked_order_ ABSL_GUARDED_BY(mu_);
-  // Health deadlines: (time, slot). Entries may be stale (later than the
-  // agent's real deadline is never the case; earlier entries are re-judged).
+  // Health deadlines: (time, slot). An entry may be earlier than the agent's
+  // real deadline (heartbeats do not move it); it is then re-judged and
+  // queued again. It is never later.
   absl::btree_set<std::pair<absl::Time, uint32_t>> deadlines_ ABSL_GUARDED_BY(mu_);
   Clock::TimerId health_timer_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time health_timer_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();

@@ -517,7 +517,7 @@ TEST_F(RegistryTest, TokensAreStoredOnlyAsHashes) {
   ASSERT_TRUE(registry_->Flush().ok());
   Crash();
   std::string bytes;
-  for (const std::string& suffix : {"", "-wal"}) {
+  for (const char* suffix : {"", "-wal"}) {
     std::ifstream in(DbPath() + suffix, std::ios::binary);
     bytes += std::string(std::istreambuf_iterator<char>(in), {});
   }
@@ -825,6 +825,44 @@ TEST_F(RegistryTest, NetworkStatusCountsByHealthStatusNodeAndCapability) {
   pb::GetNetworkStatusRequest bad;
   bad.set_capability_limit(-1);
   EXPECT_EQ(registry_->GetNetworkStatus(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(RegistryTest, IncrementalCapabilityCountsMatchAScan) {
+  // Whole-network capability counts are kept incrementally; per-node counts
+  // are scanned. With one node both must agree after any mix of changes.
+  std::vector<Registered> agents;
+  for (int i = 0; i < 30; ++i) {
+    std::vector<std::string> caps = {absl::StrCat("c", i % 4)};
+    if (i % 3 == 0) caps.push_back("shared");
+    agents.push_back(Register(absl::StrCat("a", i), caps));
+  }
+  auto compare = [&](const char* when) {
+    pb::GetNetworkStatusRequest all;
+    all.set_capability_limit(1000);
+    pb::GetNetworkStatusRequest scanned = all;
+    scanned.set_node("node-a");
+    auto a = registry_->GetNetworkStatus(all);
+    auto b = registry_->GetNetworkStatus(scanned);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_EQ(a->by_capability_size(), b->by_capability_size()) << when;
+    for (int i = 0; i < a->by_capability_size(); ++i) {
+      EXPECT_EQ(a->by_capability(i).DebugString(), b->by_capability(i).DebugString()) << when;
+    }
+  };
+  compare("registered");
+  clock_.Advance(absl::Seconds(20));
+  for (int i = 0; i < 30; i += 2) ASSERT_TRUE(Beat(agents[i].id).ok());
+  clock_.Advance(absl::Seconds(15));  // odd ones WARNING
+  compare("half warning");
+  pb::UpdateAgentRequest u;
+  u.mutable_agent()->add_capabilities("shared");
+  u.mutable_update_mask()->add_paths("capabilities");
+  ASSERT_TRUE(registry_->UpdateAgent(Actor::Agent(agents[1].id), u).ok());
+  ASSERT_TRUE(registry_->Deregister(Actor::Agent(agents[2].id), "", "").ok());
+  clock_.Advance(absl::Seconds(100));  // everyone DEAD
+  compare("dead");
+  ASSERT_TRUE(Beat(agents[4].id).ok());
+  compare("one back");
 }
 
 TEST_F(RegistryTest, UpdateAgentByMaskEmitsTheRightEvent) {

@@ -16,12 +16,11 @@ const std::vector<std::string>& Migrations() {
       // 1: agents, presence, events, revoked tokens.
       R"sql(
         CREATE TABLE agents (
-          rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+          rowid INTEGER PRIMARY KEY,
           id TEXT NOT NULL UNIQUE,
           token_hash BLOB,
           record BLOB NOT NULL
         );
-        CREATE INDEX agents_token ON agents(token_hash);
         CREATE TABLE presence (
           agent_rowid INTEGER PRIMARY KEY REFERENCES agents(rowid) ON DELETE CASCADE,
           last_seen_ns INTEGER NOT NULL,
@@ -171,15 +170,14 @@ absl::StatusOr<std::vector<RevokedToken>> RegistryStore::LoadRevoked(int64_t lim
 }
 
 absl::Status RegistryStore::UpsertPresence(const PresenceRow& row, bool insert) {
-  std::string sql =
-      insert ? absl::StrCat("INSERT OR REPLACE INTO presence (", kPresenceColumns,
-                            ", agent_rowid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
-             : std::string(
-                   "UPDATE presence SET last_seen_ns=?, metrics=?, recovery_remaining=?, "
-                   "have_baseline=?, base_errors=?, base_messages=?, base_time_ns=?, "
-                   "base_uptime_ms=?, metrics_violation=?, metrics_reason=?, reported_health=?, "
-                   "last_rotation_ns=? WHERE agent_rowid=?");
-  CNET_ASSIGN_OR_RETURN(sqlite::Statement * st, db_->Cached(sql));
+  static const std::string* const kInsert = new std::string(
+      absl::StrCat("INSERT OR REPLACE INTO presence (", kPresenceColumns,
+                   ", agent_rowid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  static const std::string* const kUpdate = new std::string(
+      "UPDATE presence SET last_seen_ns=?, metrics=?, recovery_remaining=?, have_baseline=?, "
+      "base_errors=?, base_messages=?, base_time_ns=?, base_uptime_ms=?, metrics_violation=?, "
+      "metrics_reason=?, reported_health=?, last_rotation_ns=? WHERE agent_rowid=?");
+  CNET_ASSIGN_OR_RETURN(sqlite::Statement * st, db_->Cached(insert ? *kInsert : *kUpdate));
   BindPresence(st, row);
   return st->Run();
 }

@@ -10,6 +10,7 @@
 #include "libs/registry_client/registry_authenticator.h"
 #include "libs/registry_client/registry_client.h"
 #include "libs/server/bootstrap.h"
+#include "libs/server/tls.h"
 #include "services/tasks/board.h"
 #include "services/tasks/macs_notifier.h"
 #include "services/tasks/registry_directory.h"
@@ -60,14 +61,24 @@ int main(int argc, char** argv) {
   // while they are down (see registry_directory.h, macs_notifier.h).
   cnet::registry_client::ClientOptions registry_options;
   registry_options.address = config.GetString("services.registry_addr");
+  registry_options.channel = cnet::MakeSuiteChannel(config, "services.registry_addr");
   registry_options.credential = *service;
   registry_options.deadline = absl::Seconds(2);
   auto registry = std::make_shared<cnet::registry_client::RegistryClient>(registry_options);
   cnet::tasks::RegistryDirectory directory(registry);
-  cnet::tasks::MacsNotifier notifier(
-      cnet::MakeChannel(config.GetString("services.macs_addr")), *service,
-      config.GetBool("security.use_message_signing") ? config.GetString("security.shared_secret")
-                                                     : "");
+  // Notices are signed like any message: with the network's shared secret,
+  // or on a single node with the gateway's local secret file.
+  std::string signing_key;
+  if (config.GetBool("security.use_message_signing")) {
+    signing_key = config.GetString("security.shared_secret");
+    if (signing_key.empty()) {
+      auto local = cnet::auth::LoadOrCreateSecret(boot.data_dir + "/message.secret");
+      if (!local.ok()) return Fatal(local.status());
+      signing_key = *local;
+    }
+  }
+  cnet::tasks::MacsNotifier notifier(cnet::MakeSuiteChannel(config, "services.macs_addr"),
+                                     *service, signing_key);
 
   cnet::tasks::BoardOptions options;
   options.default_lease = config.GetDuration("limits.lease_duration");

@@ -14,14 +14,18 @@ EXPECTED = {
     "baseline": ["unary ping-pong p50", "unary ping-pong p99", "max unary req/s (64 in flight)"],
     "suite": ["cnet up -> all SERVING", "idle RSS config", "idle RSS registry",
               "idle RSS macs-gateway", "idle RSS tasks", "idle RSS skills"],
-    "registry": ["register 100k agents", "heartbeats/s", "FindAgents p50", "FindAgents p99"],
+    "registry": ["register 100k agents", "heartbeats/s", "FindAgents p50", "FindAgents p99",
+                 "ListAgents by capability p50", "ListAgents by capability p99",
+                 "registry RSS with 100k agents"],
     "macs": ["durable sends/s (1 sender)", "durable sends/s (16 senders)",
-             "durable sends/s (64 senders)", "send->deliver p99 @1000/s"],
+             "durable sends/s (64 senders)", "send->deliver p50 @1000/s",
+             "send->deliver p95 @1000/s", "send->deliver p99 @1000/s",
+             "broadcast fan-out to 100 agents"],
     "tasks": ["create->ASSIGNED p50", "create->ASSIGNED p99", "claims/s (16 agents, 100k queued)"],
     "skills": ["trivial skill runs/s", "per-step overhead p99 (50 parallel)"],
 }
 # Workloads whose figures must be measured (not just listed) today.
-MEASURED = {"baseline", "suite"}
+MEASURED = {"baseline", "suite", "registry", "macs", "tasks"}
 
 
 class BenchSmokeTest(unittest.TestCase):

@@ -21,9 +21,9 @@ KILL_AFTER = 1200  # acknowledgements
 
 class CrashTest(unittest.TestCase):
     def setUp(self):
-        self.common, self.macs = lib.pb()
+        self.common, self.macs, _ = lib.pb()
         self.net = lib.Network(
-            "alice:tok-alice;bob:tok-bob",
+            "alice;bob",
             {"CNET_LIMITS__RATE_LIMIT_PER_SEC": "1000000",
              "CNET_LIMITS__RATE_LIMIT_BURST": "1000000",
              "CNET_LIMITS__INBOX_CAP": "100000"})
@@ -70,7 +70,7 @@ class CrashTest(unittest.TestCase):
 
         for i, req in requests:
             slots.acquire()
-            fut = lib.call_future(channel, "Send", req, self.macs.SendResponse, "tok-alice",
+            fut = lib.call_future(channel, "Send", req, self.macs.SendResponse, self.net.tokens["alice"],
                                   timeout=10)
             fut.add_done_callback(lambda f, i=i: finished(i, f))
         self.assertTrue(done.wait(120))
@@ -80,7 +80,7 @@ class CrashTest(unittest.TestCase):
         ids = []
         req = self.macs.FetchInboxRequest(filter=self.macs.INBOX_FILTER_UNACKED, page_size=1000)
         while True:
-            resp = lib.call(channel, "FetchInbox", req, self.macs.FetchInboxResponse, "tok-bob")
+            resp = lib.call(channel, "FetchInbox", req, self.macs.FetchInboxResponse, self.net.tokens["bob"])
             ids += [e.message.id for e in resp.entries]
             if not resp.next_page_token:
                 return ids

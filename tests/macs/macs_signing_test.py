@@ -30,8 +30,8 @@ class TestVector(unittest.TestCase):
 class GatewayAcceptsStdlibSignatures(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.common, cls.macs = lib.pb()
-        cls.net = lib.Network("alice:tok-alice:python;bob:tok-bob")
+        cls.common, cls.macs, _ = lib.pb()
+        cls.net = lib.Network("alice:python;bob")
         cls.net.start_gateway()
         cls.channel = grpc.insecure_channel(cls.net.addr)
 
@@ -63,7 +63,7 @@ class GatewayAcceptsStdlibSignatures(unittest.TestCase):
     def send(self, m):
         req = self.macs.SendRequest()
         req.message.CopyFrom(m)
-        return lib.call(self.channel, "Send", req, self.macs.SendResponse, "tok-alice")
+        return lib.call(self.channel, "Send", req, self.macs.SendResponse, self.net.tokens["alice"])
 
     def test_signed_message_is_accepted_and_delivered(self):
         payload = {"task": "lint", "files": ["a.py", "b\"c.py"], "n": 3, "ok": False,
@@ -73,7 +73,7 @@ class GatewayAcceptsStdlibSignatures(unittest.TestCase):
         self.assertEqual(resp.deliveries[0].agent_id, "bob")
         fetch = self.macs.FetchInboxRequest()
         inbox = lib.call(self.channel, "FetchInbox", fetch, self.macs.FetchInboxResponse,
-                         "tok-bob")
+                         self.net.tokens["bob"])
         got = [e.message for e in inbox.entries if e.message.id == "py-1"]
         self.assertEqual(len(got), 1)
         self.assertEqual(got[0].provenance.hmac, self.macs.SIGNATURE_STATE_VERIFIED)

@@ -23,15 +23,24 @@ void RunServiceWorkloads(const Params& p, SuiteRunner* suite, bool suite_up, Rep
                 "registry RSS with 100k agents"},
                why);
   }
-  MissingAll(report, "macs",
-             {"durable sends/s (1 sender)", "durable sends/s (16 senders)",
-              "durable sends/s (64 senders)", "send->deliver p50 @1000/s",
-              "send->deliver p95 @1000/s", "send->deliver p99 @1000/s",
-              "broadcast fan-out to 100 agents"},
-             why);
-  MissingAll(report, "tasks",
-             {"create->ASSIGNED p50", "create->ASSIGNED p99", "claims/s (16 agents, 100k queued)"},
-             why);
+  if (suite_up) {
+    RunMacs(p, suite, report);
+  } else {
+    MissingAll(report, "macs",
+               {"durable sends/s (1 sender)", "durable sends/s (16 senders)",
+                "durable sends/s (64 senders)", "send->deliver p50 @1000/s",
+                "send->deliver p95 @1000/s", "send->deliver p99 @1000/s",
+                "broadcast fan-out to 100 agents"},
+               why);
+  }
+  if (suite_up) {
+    RunTasks(p, suite, report);
+  } else {
+    MissingAll(report, "tasks",
+               {"create->ASSIGNED p50", "create->ASSIGNED p99",
+                "claims/s (16 agents, 100k queued)"},
+               why);
+  }
   MissingAll(report, "skills", {"trivial skill runs/s", "per-step overhead p99 (50 parallel)"},
              why);
 }

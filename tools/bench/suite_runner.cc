@@ -39,7 +39,8 @@ std::string ReadTrimmed(const std::string& path) {
 
 SuiteRunner::~SuiteRunner() { Stop(); }
 
-absl::Status SuiteRunner::Start(absl::Duration* startup) {
+absl::Status SuiteRunner::Start(absl::Duration* startup,
+                                const std::map<std::string, std::string>& extra_env) {
   std::string tmpl = std::filesystem::temp_directory_path().string() + "/cnet-bench-XXXXXX";
   root_ = mkdtemp(tmpl.data());
   data_dir_ = root_ + "/data";
@@ -52,6 +53,7 @@ absl::Status SuiteRunner::Start(absl::Duration* startup) {
     std::string metrics_key = s.address_key.substr(0, s.address_key.rfind("_addr")) + "_metrics_port";
     load.env[config::GenericEnvName(metrics_key)] = std::to_string(FreePort());
   }
+  for (const auto& [k, v] : extra_env) load.env[k] = v;
   absl::StatusOr<config::Config> c = config::Load(load);
   if (!c.ok()) return c.status();
   config_ = *c;

@@ -19,7 +19,9 @@ class SuiteRunner {
   ~SuiteRunner();
 
   // Starts the suite; `startup` receives the time until all were SERVING.
-  absl::Status Start(absl::Duration* startup);
+  // `extra_env` adds configuration (generic CNET_ variables).
+  absl::Status Start(absl::Duration* startup,
+                     const std::map<std::string, std::string>& extra_env = {});
   void Stop();
 
   // Address of a service by binary name ("registry", "macs-gateway", ...).

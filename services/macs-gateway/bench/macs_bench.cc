@@ -168,14 +168,16 @@ int main(int argc, char** argv) {
     double batches = static_cast<double>(after.batches - before.batches);
     std::printf(
         "durable sends, %2d concurrent senders: %8.0f msg/s  (%lld ok, %lld failed in %.1f s; "
-        "%.0f commits/s, %.1f ops per commit; writer busy %.0f%%: jobs %.0f us/op, "
-        "commit %.2f ms)\n",
+        "%.0f commits/s, %.1f ops per commit; writer busy %.0f%%: jobs %.0f us/op "
+        "(%.0f us CPU), commit %.2f ms)\n",
         concurrency, ok / elapsed, static_cast<long long>(ok.load()),
         static_cast<long long>(failed.load()), elapsed, batches / elapsed,
         batches > 0 ? (after.jobs - before.jobs) / batches : 0.0,
         100.0 * ((after.run_micros - before.run_micros) + (after.commit_micros - before.commit_micros)) /
             (elapsed * 1e6),
         static_cast<double>(after.run_micros - before.run_micros) /
+            std::max<int64_t>(1, after.jobs - before.jobs),
+        static_cast<double>(after.run_cpu_micros - before.run_cpu_micros) /
             std::max<int64_t>(1, after.jobs - before.jobs),
         batches > 0 ? (after.commit_micros - before.commit_micros) / batches / 1000.0 : 0.0);
   }
