@@ -16,10 +16,6 @@ namespace {
 const std::vector<std::string>& Migrations() {
   static const std::vector<std::string>* const migrations = new std::vector<std::string>{
       R"sql(
--- Rows carry a ~1 KB blob, so a rowid table (not WITHOUT ROWID). The
--- service reads every task at start and keeps them in memory; no secondary
--- index is needed for its own queries, and each would cost a page write per
--- change.
 CREATE TABLE tasks (
   id TEXT PRIMARY KEY,
   state INTEGER NOT NULL,
@@ -30,7 +26,9 @@ CREATE TABLE tasks (
   updated_us INTEGER NOT NULL,
   history_len INTEGER NOT NULL,
   body BLOB NOT NULL
-);
+) WITHOUT ROWID;
+CREATE INDEX tasks_by_state ON tasks(state);
+CREATE INDEX tasks_by_parent ON tasks(parent_id);
 CREATE TABLE dependencies (
   task_id TEXT NOT NULL,
   depends_on TEXT NOT NULL,
@@ -84,6 +82,30 @@ CREATE TABLE notices (
   body BLOB NOT NULL
 ) WITHOUT ROWID;
 )sql",
+      // 2: rows carry a ~1 KB blob, so a rowid table (WITHOUT ROWID suits
+      // small rows); the service reads every task at start and keeps them in
+      // memory, so no secondary index is needed, and each cost a page write
+      // per change. (Idempotent for either earlier shape of the table.)
+      R"sql(
+CREATE TABLE tasks_v2 (
+  id TEXT PRIMARY KEY,
+  state INTEGER NOT NULL,
+  creator TEXT NOT NULL,
+  parent_id TEXT NOT NULL,
+  assignee TEXT NOT NULL,
+  created_us INTEGER NOT NULL,
+  updated_us INTEGER NOT NULL,
+  history_len INTEGER NOT NULL,
+  body BLOB NOT NULL
+);
+INSERT INTO tasks_v2 (id, state, creator, parent_id, assignee, created_us, updated_us,
+                      history_len, body)
+  SELECT id, state, creator, parent_id, assignee, created_us, updated_us, history_len, body
+  FROM tasks;
+DROP TABLE tasks;
+ALTER TABLE tasks_v2 RENAME TO tasks;
+)sql",
+      // 3: path reservations.
       R"sql(
 CREATE TABLE reservations (
   id TEXT PRIMARY KEY,
