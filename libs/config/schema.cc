@@ -400,6 +400,18 @@ std::vector<KeySpec> BuildSchema() {
           .Range(1000, 100000000),
       Int("tasks.max_watchers", "256", "Watch streams open at once.")
           .Range(1, 100000),
+      Dur("tasks.reservation_ttl", "15m",
+          "Default TTL of a path reservation (renewed like a lease).")
+          .Range(10, kDay),
+      Dur("tasks.reservation_warning", "2m",
+          "How long before expiry a holder gets RESERVATION_EXPIRING_SOON; 0 = never.")
+          .Range(0, kHour),
+      Int("tasks.max_reservations_per_agent", "1000",
+          "Path reservations one agent may hold.")
+          .Range(1, 1000000),
+      Dur("tasks.changed_paths_ttl", "1h",
+          "How long a changed-paths report counts for overlap detection.")
+          .Range(kMinute, 7 * kDay),
       Bool("tasks.sync_full", "false",
            "fsync every commit (survives power loss); default survives process crashes."),
 
