@@ -4,10 +4,12 @@
 #ifndef CNET_SERVICES_SKILLS_ACTION_SPEC_H_
 #define CNET_SERVICES_SKILLS_ACTION_SPEC_H_
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "services/skills/value.h"
 
 namespace cnet::skills {
@@ -30,6 +32,9 @@ struct ActionSpec {
   // False when configuration disables it (e.g. shell without an allow-list).
   bool enabled = true;
   std::string disabled_reason;
+  // Checked by RunSkill on the arguments written as literals (no template),
+  // e.g. a shell command that is not allow-listed; null = nothing to check.
+  std::function<absl::Status(const Json& literal_args)> check_literal_args;
 
   const ArgSpec* FindArg(const std::string& arg) const {
     for (const ArgSpec& a : args) {

@@ -227,9 +227,12 @@ class ShellAction final : public Action {
     argv.insert(argv.begin(), command);
     size_t cap = cap_;
     Blocking(call, [call, argv, stdin_text, cwd, check, cap]() -> absl::StatusOr<Json> {
-      auto result = RunCommand(argv, stdin_text, cwd, cap, [call](std::function<void()> fn) {
-        call->OnCancel(std::move(fn));
-      });
+      auto result = RunCommand(
+          argv, stdin_text, cwd, cap,
+          [call](std::function<void()> fn) { call->OnCancel(std::move(fn)); },
+          [call, &argv](int pid) {
+            call->Output(Json{{"pid", pid}}, absl::StrCat("started ", argv[0], " (pid ", pid, ")"));
+          });
       if (!result.ok()) return result.status();
       Json out{{"exit_code", result->exit_code},
                {"stdout", result->stdout_text},
@@ -581,6 +584,17 @@ ActionRegistry::ActionRegistry(const ActionEnv& env) {
     shell.enabled = false;
     shell.disabled_reason = "config skills.shell_allowlist is empty";
   }
+  shell.check_literal_args = [allow = env.shell_allowlist](const Json& args) -> absl::Status {
+    auto it = args.find("command");
+    if (it == args.end() || !it->is_string()) return absl::OkStatus();
+    const std::string& command = it->get_ref<const std::string&>();
+    if (command.find("{{") != std::string::npos ||
+        std::find(allow.begin(), allow.end(), command) != allow.end()) {
+      return absl::OkStatus();
+    }
+    return absl::PermissionDeniedError(
+        absl::StrCat("command \"", command, "\" is not in config skills.shell_allowlist"));
+  };
   Register(std::move(shell),
            std::make_unique<ShellAction>(env.shell_allowlist, env.shell_output_cap));
 }

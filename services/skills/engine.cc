@@ -407,6 +407,15 @@ absl::Status Engine::CheckRunnable(const Library& lib, const LoadedSkill& skill,
               spec->disabled_reason)),
           "ACTION_DISABLED");
     }
+    if (spec != nullptr && spec->check_literal_args) {
+      absl::Status s = spec->check_literal_args(step->args.source());
+      if (!s.ok()) {
+        return WithReason(absl::Status(s.code(), absl::StrCat("skill ", Quoted(skill.def().Key()),
+                                                              ", step ", Quoted(step->id), " of ",
+                                                              owner, ": ", s.message())),
+                          "ACTION_DISABLED");
+      }
+    }
   }
   if (needed.empty() || !capabilities_) return absl::OkStatus();
   auto have = capabilities_(caller.agent());
@@ -1046,6 +1055,17 @@ void Engine::StartAttempt(const std::shared_ptr<StepRun>& sr, int n) {
     }
     if (timer != 0) clock_->Cancel(timer);
     absl::Duration took = clock_->Now() - a->started;
+    // An action that finished on a pool thread (log, assert, a composite)
+    // continues there at once, up to a small nesting depth; any other
+    // thread (timer, I/O pool, cancelling caller) hands over to the pool.
+    static thread_local int depth = 0;
+    if (pool_->OnOwnThread() && depth < 8) {
+      ++depth;
+      srp->action_time += took;
+      AfterAttempt(srp, n, std::move(status), std::move(output), std::move(inner));
+      --depth;
+      return;
+    }
     pool_->Post([this, srp, n, status, output, inner, took] {
       srp->action_time += took;
       AfterAttempt(srp, n, status, output, inner);

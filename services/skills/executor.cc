@@ -4,11 +4,21 @@
 #include <utility>
 
 namespace cnet::skills {
+namespace {
+thread_local const ThreadPool* current_pool = nullptr;
+}  // namespace
 
 ThreadPool::ThreadPool(int threads, std::string name) {
   (void)name;
-  for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { Loop(); });
+  for (int i = 0; i < std::max(1, threads); ++i) {
+    threads_.emplace_back([this] {
+      current_pool = this;
+      Loop();
+    });
+  }
 }
+
+bool ThreadPool::OnOwnThread() const { return current_pool == this; }
 
 ThreadPool::~ThreadPool() {
   {

@@ -22,6 +22,9 @@ class Executor {
   // Runs `fn` soon; never blocks the caller (the queue is unbounded; what
   // is posted is bounded by the run concurrency limit).
   virtual void Post(std::function<void()> fn) = 0;
+  // True on a thread of this executor, where a short continuation may run
+  // at once instead of being queued.
+  virtual bool OnOwnThread() const { return false; }
 };
 
 // A fixed number of threads draining one FIFO queue.
@@ -31,6 +34,7 @@ class ThreadPool final : public Executor {
   // Finishes the queued work, then joins.
   ~ThreadPool() override;
   void Post(std::function<void()> fn) override;
+  bool OnOwnThread() const override;
   int size() const { return static_cast<int>(threads_.size()); }
 
  private:

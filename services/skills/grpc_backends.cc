@@ -1,8 +1,7 @@
 #include "services/skills/grpc_backends.h"
 
 #include "absl/strings/str_cat.h"
-#include "libs/crypto/crypto.h"
-#include "libs/server/server.h"
+#include "libs/auth/auth.h"
 #include "libs/status/grpc_status.h"
 #include "services/skills/message_signing.h"
 
@@ -10,9 +9,9 @@ namespace cnet::skills {
 
 GrpcBackends::GrpcBackends(BackendOptions options, Clock* clock)
     : options_(std::move(options)), clock_(clock) {
-  registry_ = pb::RegistryService::NewStub(MakeChannel(options_.registry_address));
-  macs_ = pb::MacsGateway::NewStub(MakeChannel(options_.macs_address));
-  tasks_ = pb::TaskService::NewStub(MakeChannel(options_.tasks_address));
+  registry_ = pb::RegistryService::NewStub(options_.registry);
+  macs_ = pb::MacsGateway::NewStub(options_.macs);
+  tasks_ = pb::TaskService::NewStub(options_.tasks);
 }
 
 std::shared_ptr<grpc::ClientContext> GrpcBackends::Context(const CallContext& ctx,
@@ -125,51 +124,6 @@ absl::Status GrpcBackends::Complete(const CallContext& ctx, const pb::CompleteRe
                                     pb::CompleteResponse* resp) {
   auto c = Context(ctx);
   return Done("tasks", tasks_->Complete(c.get(), req, resp));
-}
-
-absl::StatusOr<std::vector<std::string>> GrpcBackends::Capabilities(const std::string& agent_id) {
-  CallContext ctx;
-  ctx.agent_id = agent_id;
-  ctx.deadline = clock_->Now() + absl::Seconds(5);
-  pb::GetAgentRequest req;
-  req.set_agent_id(agent_id);
-  pb::GetAgentResponse resp;
-  absl::Status s = GetAgent(ctx, req, &resp);
-  if (!s.ok()) return s;
-  return std::vector<std::string>(resp.agent().capabilities().begin(),
-                                  resp.agent().capabilities().end());
-}
-
-absl::StatusOr<auth::Principal> RegistryTokenAuthenticator::Authenticate(
-    std::string_view credential) {
-  std::string token(credential);
-  // Cache by hash: the token itself is not kept in memory longer than needed.
-  std::string key = crypto::Sha256Hex(token);
-  absl::Time now = clock_->Now();
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = cache_.find(key);
-    if (it != cache_.end() && it->second.second > now) {
-      return auth::Principal{auth::Kind::kAgent, it->second.first, ""};
-    }
-  }
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(now + absl::Seconds(5)));
-  auth::SetBearer(&ctx, service_);
-  pb::ValidateTokenRequest req;
-  req.set_token(token);
-  pb::ValidateTokenResponse resp;
-  grpc::Status s = registry_->ValidateToken(&ctx, req, &resp);
-  if (!s.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot check the agent token with the registry: ", s.error_message()));
-  }
-  if (!resp.valid()) return absl::UnauthenticatedError("authorization: unknown or revoked token");
-  absl::Duration ttl = std::min(absl::Seconds(resp.cache_for().seconds()), absl::Minutes(5));
-  absl::MutexLock lock(&mu_);
-  if (cache_.size() > 10000) cache_.clear();
-  cache_[key] = {resp.principal().id(), now + ttl};
-  return auth::Principal{auth::Kind::kAgent, resp.principal().id(), ""};
 }
 
 }  // namespace cnet::skills

@@ -3,17 +3,15 @@
 // call carries a deadline (the step's, or call_timeout), the service
 // credential and `claudenet-on-behalf-of: <acting agent>`, so the other
 // services authorise it exactly as that agent (common.proto). Messages are
-// signed (CNET-MSG-V1) when message signing is on. Also: the agent-token
-// authenticator of the skills service (Registry.ValidateToken, cached).
+// signed (CNET-MSG-V1) when message signing is on. (Agent tokens of the
+// skills service's own callers are checked by libs/registry_client's
+// RegistryAuthenticator.)
 #ifndef CNET_SERVICES_SKILLS_GRPC_BACKENDS_H_
 #define CNET_SERVICES_SKILLS_GRPC_BACKENDS_H_
 
-#include <map>
 #include <memory>
 #include <string>
 
-#include "absl/synchronization/mutex.h"
-#include "libs/auth/auth.h"
 #include "libs/clock/clock.h"
 #include "proto/claudenet/v1/macs.grpc.pb.h"
 #include "proto/claudenet/v1/registry.grpc.pb.h"
@@ -23,9 +21,11 @@
 namespace cnet::skills {
 
 struct BackendOptions {
-  std::string registry_address;
-  std::string macs_address;
-  std::string tasks_address;
+  // Channels to the services (libs/server MakeSuiteChannel: TLS when
+  // configured).
+  std::shared_ptr<grpc::Channel> registry;
+  std::shared_ptr<grpc::Channel> macs;
+  std::shared_ptr<grpc::Channel> tasks;
   std::string service_credential;
   // Sign outgoing messages with this secret (empty = do not sign).
   bool sign_messages = false;
@@ -67,10 +67,6 @@ class GrpcBackends final : public MessagingBackend, public RegistryBackend, publ
   absl::Status Complete(const CallContext& ctx, const pb::CompleteRequest& req,
                         pb::CompleteResponse* resp) override;
 
-  // The capabilities of an agent (for RunSkill's capability check).
-  absl::StatusOr<std::vector<std::string>> Capabilities(const std::string& agent_id);
-
-  pb::RegistryService::Stub* registry() { return registry_.get(); }
 
  private:
   // A client context with deadline, credential and on-behalf-of, cancelled
@@ -84,23 +80,6 @@ class GrpcBackends final : public MessagingBackend, public RegistryBackend, publ
   std::unique_ptr<pb::RegistryService::Stub> registry_;
   std::unique_ptr<pb::MacsGateway::Stub> macs_;
   std::unique_ptr<pb::TaskService::Stub> tasks_;
-};
-
-// Agent tokens, checked with Registry.ValidateToken (service credential)
-// and cached for the time the registry allows (cache_for, at most 5 min).
-class RegistryTokenAuthenticator final : public auth::Authenticator {
- public:
-  RegistryTokenAuthenticator(pb::RegistryService::Stub* registry, std::string service_credential,
-                             Clock* clock)
-      : registry_(registry), service_(std::move(service_credential)), clock_(clock) {}
-  absl::StatusOr<auth::Principal> Authenticate(std::string_view credential) override;
-
- private:
-  pb::RegistryService::Stub* registry_;
-  std::string service_;
-  Clock* clock_;
-  absl::Mutex mu_;
-  std::map<std::string, std::pair<std::string, absl::Time>> cache_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cnet::skills

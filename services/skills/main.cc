@@ -6,9 +6,14 @@
 #include <filesystem>
 #include <iostream>
 
+#include "absl/synchronization/mutex.h"
 #include "libs/auth/auth.h"
 #include "libs/clock/clock.h"
+#include "libs/metrics/metrics.h"
+#include "libs/registry_client/registry_authenticator.h"
+#include "libs/registry_client/registry_client.h"
 #include "libs/server/bootstrap.h"
+#include "libs/server/tls.h"
 #include "services/skills/engine.h"
 #include "services/skills/grpc_backends.h"
 #include "services/skills/skills_service.h"
@@ -22,11 +27,23 @@ int Fatal(const absl::Status& s) {
   return 2;
 }
 
+void LogReload(const absl::StatusOr<cnet::skills::ReloadReport>& r) {
+  if (!r.ok()) {
+    LOG(WARNING) << "skill library: " << r.status().message();
+    return;
+  }
+  LOG(INFO) << "skill library: " << r->loaded << " skills, " << r->invalid << " invalid files";
+  for (const cnet::skills::Issue& i : r->issues) LOG(WARNING) << "skill file: " << i.ToString();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace cnet::skills;  // NOLINT: one binary's wiring
   cnet::BlockShutdownSignals();
+  // Debian's Abseil records lock order on every Mutex acquisition (a
+  // debugging aid); the engine takes a few locks per step.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   cnet::Boot boot = cnet::BootOrExit(argc, argv, "skills", "services.skills_addr");
   const cnet::config::Config& cfg = boot.config;
   cnet::Clock* clock = cnet::RealClock::Default();
@@ -39,13 +56,30 @@ int main(int argc, char** argv) {
   auto store = Store::Open(boot.data_dir + "/skills.db", clock);
   if (!store.ok()) return Fatal(store.status());
 
+  // The registry: agent tokens of our callers, and their capabilities.
+  cnet::registry_client::ClientOptions registry_options;
+  registry_options.address = cfg.GetString("services.registry_addr");
+  registry_options.channel = cnet::MakeSuiteChannel(cfg, "services.registry_addr");
+  registry_options.credential = *service;
+  registry_options.deadline = absl::Seconds(5);
+  auto registry = std::make_shared<cnet::registry_client::RegistryClient>(registry_options);
+
+  // Messages are signed like any sender's: with the network's shared
+  // secret, or on a single node with the gateway's local secret file.
   BackendOptions backend_options;
-  backend_options.registry_address = cfg.GetString("services.registry_addr");
-  backend_options.macs_address = cfg.GetString("services.macs_addr");
-  backend_options.tasks_address = cfg.GetString("services.tasks_addr");
+  backend_options.registry = registry_options.channel;
+  backend_options.macs = cnet::MakeSuiteChannel(cfg, "services.macs_addr");
+  backend_options.tasks = cnet::MakeSuiteChannel(cfg, "services.tasks_addr");
   backend_options.service_credential = *service;
-  backend_options.sign_messages = cfg.GetBool("security.use_message_signing");
-  backend_options.shared_secret = cfg.GetString("security.shared_secret");
+  if (cfg.GetBool("security.use_message_signing")) {
+    backend_options.sign_messages = true;
+    backend_options.shared_secret = cfg.GetString("security.shared_secret");
+    if (backend_options.shared_secret.empty()) {
+      auto local = cnet::auth::LoadOrCreateSecret(boot.data_dir + "/message.secret");
+      if (!local.ok()) return Fatal(local.status());
+      backend_options.shared_secret = *local;
+    }
+  }
   GrpcBackends backends(backend_options, clock);
   ProcSystemProbe probe;
 
@@ -66,26 +100,11 @@ int main(int argc, char** argv) {
     root = std::filesystem::path(boot.load_options.project_dir) / root;
   }
   LibraryManager library(root.string(), &actions.catalog(), clock);
-  auto report = library.Reload();
-  if (report.ok()) {
-    LOG(INFO) << "skill library " << root.string() << ": " << report->loaded << " skills, "
-              << report->invalid << " invalid files";
-    for (const Issue& i : report->issues) LOG(WARNING) << "skill file: " << i.ToString();
-  } else {
-    // The service still starts: Reload (or the file watch) picks the
-    // library up once it exists.
-    LOG(WARNING) << report.status().message();
-  }
+  // A missing root is logged, not fatal: Reload (or the watch) picks the
+  // library up once it exists.
+  LogReload(library.Reload());
   if (cfg.GetBool("skills.watch_library")) {
-    absl::Status watching = library.StartWatching([](const absl::StatusOr<ReloadReport>& r) {
-      if (!r.ok()) {
-        LOG(WARNING) << "skill library reload: " << r.status().message();
-        return;
-      }
-      LOG(INFO) << "skill library reloaded: " << r->loaded << " skills, " << r->invalid
-                << " invalid files";
-      for (const Issue& i : r->issues) LOG(WARNING) << "skill file: " << i.ToString();
-    });
+    absl::Status watching = library.StartWatching(LogReload);
     if (!watching.ok()) LOG(WARNING) << "not watching the skill library: " << watching.message();
   }
 
@@ -99,10 +118,27 @@ int main(int argc, char** argv) {
   options.default_run_timeout = cfg.GetDuration("skills.default_run_timeout");
   options.output_cap = static_cast<size_t>(cfg.GetInt("skills.step_output_cap"));
   Engine engine(&library, &actions, store->get(), clock, &pool, &blocking, options,
-                [&backends](const std::string& agent) { return backends.Capabilities(agent); });
+                [registry](const std::string& agent) -> absl::StatusOr<std::vector<std::string>> {
+                  auto a = registry->GetAgent(agent);
+                  if (!a.ok()) return a.status();
+                  return std::vector<std::string>(a->capabilities().begin(),
+                                                  a->capabilities().end());
+                });
   auto recovered = engine.Recover();
   if (!recovered.ok()) return Fatal(recovered.status());
   if (*recovered > 0) LOG(WARNING) << *recovered << " runs interrupted by a restart marked FAILED";
+
+  auto* metrics = cnet::metrics::Registry::Default();
+  metrics->Gauge("cnet_skills_runs_in_flight", "Skill runs executing now.",
+                 [&engine] { return std::vector<std::pair<cnet::metrics::Labels, double>>{
+                                 {{}, static_cast<double>(engine.in_flight())}}; });
+  metrics->Gauge("cnet_skills_library_files", "Skill files in the library by validity.",
+                 [&library] {
+                   auto lib = library.Current();
+                   return std::vector<std::pair<cnet::metrics::Labels, double>>{
+                       {{{"valid", "true"}}, static_cast<double>(lib->valid_count())},
+                       {{{"valid", "false"}}, static_cast<double>(lib->invalid_count())}};
+                 });
 
   SkillServiceImpl impl(&engine, &library, clock);
   cnet::ServerOptions server;
@@ -111,11 +147,8 @@ int main(int argc, char** argv) {
   server.interceptors.push_back(cnet::auth::MakeAuthInterceptorFactory(
       std::make_shared<cnet::auth::StaticAuthenticator>(
           *admin, *service,
-          std::make_shared<RegistryTokenAuthenticator>(backends.registry(), *service, clock))));
+          std::make_shared<cnet::registry_client::RegistryAuthenticator>(registry))));
   cnet::ServeHooks hooks;
-  hooks.on_reload = [&library] {
-    auto r = library.Reload();
-    if (!r.ok()) LOG(WARNING) << "skill library reload: " << r.status().message();
-  };
+  hooks.on_reload = [&library] { LogReload(library.Reload()); };
   return cnet::ServeUntilSignal(boot, std::move(server), hooks);
 }

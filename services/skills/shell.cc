@@ -38,7 +38,8 @@ struct Pipe {
 absl::StatusOr<ShellResult> RunCommand(const std::vector<std::string>& argv,
                                        const std::string& stdin_text, const std::string& cwd,
                                        size_t output_cap,
-                                       const std::function<void(std::function<void()>)>& on_cancel) {
+                                       const std::function<void(std::function<void()>)>& on_cancel,
+                                       const std::function<void(int pid)>& on_started) {
   if (argv.empty()) return absl::InvalidArgumentError("shell: empty command");
   // A child that exits before reading its stdin must not kill the service
   // with SIGPIPE; write() then fails with EPIPE instead.
@@ -104,6 +105,7 @@ absl::StatusOr<ShellResult> RunCommand(const std::vector<std::string>& argv,
     });
   }
 
+  if (on_started) on_started(pid);
   ShellResult result;
   size_t written = 0;
   if (stdin_text.empty()) in.Close(1);

@@ -23,10 +23,12 @@ struct ShellResult {
 
 // NOT_FOUND when the program cannot be started; CANCELLED when `on_cancel`'s
 // hook fired (the process group was killed).
+// `on_started` (may be null) runs once the process exists, with its pid.
 absl::StatusOr<ShellResult> RunCommand(const std::vector<std::string>& argv,
                                        const std::string& stdin_text, const std::string& cwd,
                                        size_t output_cap,
-                                       const std::function<void(std::function<void()>)>& on_cancel);
+                                       const std::function<void(std::function<void()>)>& on_cancel,
+                                       const std::function<void(int pid)>& on_started = nullptr);
 
 }  // namespace cnet::skills
 

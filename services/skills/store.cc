@@ -1,5 +1,7 @@
 #include "services/skills/store.h"
 
+#include <glog/logging.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "libs/status/macros.h"
@@ -64,6 +66,11 @@ constexpr char kRunColumns[] =
     "created_us, started_us, finished_us, timeout_us, event_count, idempotency_key, "
     "request_hash, inputs, outputs, error";
 
+absl::Status RunCached(sqlite::Database* db, const std::string& sql) {
+  CNET_ASSIGN_OR_RETURN(sqlite::Statement * st, db->Cached(sql));
+  return st->Run();
+}
+
 Json ParseOr(const std::string& text, Json fallback) {
   Json j = Json::parse(text, nullptr, false);
   return j.is_discarded() ? fallback : j;
@@ -123,14 +130,18 @@ void Store::Flush() {
 void Store::WriterLoop() {
   for (;;) {
     std::deque<Pending> batch;
+    std::vector<RunEvent> events;
+    int64_t count = 0;
     {
       absl::MutexLock lock(&queue_mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
-        return !queue_.empty() || stopping_;
+        return !queue_.empty() || !events_.empty() || stopping_;
       };
       queue_mu_.Await(absl::Condition(&ready));
-      if (queue_.empty()) return;
+      if (queue_.empty() && events_.empty()) return;
       batch.swap(queue_);
+      events.swap(events_);
+      count = submitted_ - committed_;
     }
     std::vector<absl::Status> results;
     results.reserve(batch.size());
@@ -138,6 +149,11 @@ void Store::WriterLoop() {
     {
       sqlite::Transaction tx(writer_.get());
       commit = tx.status();
+      if (commit.ok() && !events.empty()) {
+        absl::Status s = WriteEvents(writer_.get(), events);
+        // A bad event must not cost the batch its operations.
+        if (!s.ok()) LOG(ERROR) << "skills store: events not written: " << s.message();
+      }
       for (Pending& p : batch) {
         if (!commit.ok()) {
           results.push_back(commit);
@@ -145,14 +161,14 @@ void Store::WriterLoop() {
         }
         // Each operation in its own savepoint, so one failure (a bad row)
         // does not undo the others of the batch.
-        absl::Status s = writer_->Exec("SAVEPOINT op");
+        absl::Status s = RunCached(writer_.get(), "SAVEPOINT op");
         if (s.ok()) {
           s = p.op(writer_.get());
           if (s.ok()) {
-            s = writer_->Exec("RELEASE op");
+            s = RunCached(writer_.get(), "RELEASE op");
           } else {
-            writer_->Exec("ROLLBACK TO op").IgnoreError();
-            writer_->Exec("RELEASE op").IgnoreError();
+            RunCached(writer_.get(), "ROLLBACK TO op").IgnoreError();
+            RunCached(writer_.get(), "RELEASE op").IgnoreError();
           }
         }
         results.push_back(s);
@@ -163,7 +179,7 @@ void Store::WriterLoop() {
       if (batch[i].done) batch[i].done(commit.ok() ? results[i] : commit);
     }
     absl::MutexLock lock(&queue_mu_);
-    committed_ += static_cast<int64_t>(batch.size());
+    committed_ += count;
   }
 }
 
@@ -212,8 +228,14 @@ void Store::SaveRun(const RunRecord& run, Done done) {
 }
 
 void Store::AppendEvents(std::vector<RunEvent> events, Done done) {
-  Submit([events = std::move(events)](sqlite::Database* db) { return WriteEvents(db, events); },
-         std::move(done));
+  if (done) {
+    Submit([events = std::move(events)](sqlite::Database* db) { return WriteEvents(db, events); },
+           std::move(done));
+    return;
+  }
+  absl::MutexLock lock(&queue_mu_);
+  for (RunEvent& e : events) events_.push_back(std::move(e));
+  ++submitted_;
 }
 
 void Store::FinishRun(const RunRecord& run, std::vector<RunEvent> events,

@@ -121,6 +121,10 @@ class Store final : public DataStore {
 
   absl::Mutex queue_mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(queue_mu_);
+  // Events wait here and are written at the start of the next batch (one
+  // statement each, no per-event operation): every event appended before
+  // an operation was submitted commits no later than that operation.
+  std::vector<RunEvent> events_ ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
   int64_t submitted_ ABSL_GUARDED_BY(queue_mu_) = 0;
   int64_t committed_ ABSL_GUARDED_BY(queue_mu_) = 0;
