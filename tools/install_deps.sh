@@ -12,8 +12,14 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
-  python3 python3-grpcio python3-yaml
+  python3 python3-grpcio python3-yaml docker-compose
 )
+
+# Node.js and npm (for the Node example client) come with these machines;
+# install Debian's only when absent.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -11,6 +11,13 @@ cd "$(dirname "$0")/.."
 
 bash tools/install_deps.sh || { echo "0 passed, 1 failed (installing packages failed)"; exit 1; }
 
+# The Node example client's dependencies (npm registry; package-lock.json
+# pins them). Only when missing or out of date.
+if [ ! -d examples/node/node_modules ] || [ examples/node/package-lock.json -nt examples/node/node_modules ]; then
+  (cd examples/node && npm ci --no-fund --no-audit --loglevel=error) ||
+    { echo "0 passed, 1 failed (npm ci in examples/node failed)"; exit 1; }
+fi
+
 cache_flag="--nocache_test_results"
 if [ "${CNET_TEST_CACHE:-0}" = "1" ]; then cache_flag=""; fi
 

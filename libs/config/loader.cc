@@ -15,11 +15,13 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "libs/yaml/single_document.h"
 #include "yaml-cpp/yaml.h"
 
 extern char** environ;
@@ -204,6 +206,11 @@ struct LayerReader {
 
   void Report(const YAML::Mark& mark, std::string_view key,
               std::string reason) const {
+    // Keep every issue one short line, whatever the input: hostile keys or
+    // values are cut (the position still locates them).
+    constexpr size_t kMaxKey = 200, kMaxReason = 500;
+    if (key.size() > kMaxKey) key = key.substr(0, kMaxKey);
+    if (reason.size() > kMaxReason) reason = reason.substr(0, kMaxReason) + "...";
     bool has_mark = !mark.is_null() && mark.line >= 0;
     issues->push_back(Issue{layer, origin, has_mark ? mark.line + 1 : 0,
                             has_mark ? mark.column + 1 : 0, std::string(key),
@@ -226,20 +233,13 @@ struct LayerReader {
   }
 
   void ReadText(std::string_view text) const {
-    std::vector<YAML::Node> documents;
-    try {
-      documents = YAML::LoadAll(std::string(text));
-    } catch (const YAML::Exception& e) {
-      Report(e.mark, "", absl::StrCat("invalid YAML: ", e.msg));
+    YAML::Node root;
+    yaml::LoadError error;
+    if (!yaml::LoadSingleDocument(std::string(text), &root, &error)) {
+      Report(error.mark, "", error.message);
       return;
     }
-    if (documents.empty() || documents[0].IsNull()) return;
-    if (documents.size() > 1) {
-      Report(documents[1].Mark(), "",
-             "expected one YAML document, found several");
-      return;
-    }
-    const YAML::Node& root = documents[0];
+    if (root.IsNull()) return;
     if (!root.IsMap()) {
       Report(root.Mark(), "",
              absl::StrCat("the top level must be a map of sections, got ",

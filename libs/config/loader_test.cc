@@ -540,6 +540,36 @@ TEST_F(LoaderTest, BadIndentationIsInvalidYamlWithItsLine) {
       << result.issues[0].reason;
 }
 
+// yaml-cpp 0.7's LoadAll never returns on these (jbeder/yaml-cpp#1040): the
+// loader must report them, not hang eating memory.
+TEST_F(LoaderTest, StrayCommaAtDocumentStartIsReportedNotLooped) {
+  EXPECT_EQ(IssueStrings(ValidateDocument(",", "comma.yaml")),
+            std::vector<std::string>{
+                "comma.yaml:1:1: invalid YAML: unexpected character ','"});
+  EXPECT_EQ(IssueStrings(ValidateDocument(", log: 1", "comma.yaml")),
+            std::vector<std::string>{
+                "comma.yaml:1:1: invalid YAML: unexpected character ','"});
+  EXPECT_EQ(IssueStrings(ValidateDocument("log:\n  json: true\n---\n,\n",
+                                          "two.yaml")),
+            std::vector<std::string>{
+                "two.yaml:3:1: expected one YAML document, found several"});
+  std::set<std::string> stuck;
+  for (int byte = 1; byte < 256; ++byte) {
+    std::vector<Issue> issues =
+        ValidateDocument(std::string(1, static_cast<char>(byte)), "one.yaml");
+    if (!issues.empty() &&
+        absl::StartsWith(issues[0].reason, "invalid YAML: unexpected")) {
+      stuck.insert(issues[0].reason);
+    }
+  }
+  EXPECT_EQ(stuck, std::set<std::string>{
+                       "invalid YAML: unexpected character ','"});
+  LoadResult result = LoadWith(",\n");
+  EXPECT_EQ(IssueStrings(result.issues),
+            std::vector<std::string>{
+                UserPath() + ":1:1: invalid YAML: unexpected character ','"});
+}
+
 TEST_F(LoaderTest, TopLevelMustBeAMap) {
   LoadResult result = LoadWith("- network\n- log\n");
   EXPECT_EQ(IssueStrings(result.issues),
@@ -1164,7 +1194,7 @@ TEST(ValidateDocument, ReportsLineAndColumn) {
   EXPECT_TRUE(ValidateDocument("", "empty.yaml").empty());
   EXPECT_EQ(IssueStrings(ValidateDocument("a: 1\n---\nb: 2\n", "two.yaml")),
             std::vector<std::string>{
-                "two.yaml:3:1: expected one YAML document, found several"});
+                "two.yaml:2:1: expected one YAML document, found several"});
 }
 
 TEST(Issue, ToStringLeavesOutWhatIsNotApplicable) {

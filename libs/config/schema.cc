@@ -351,6 +351,29 @@ std::vector<KeySpec> BuildSchema() {
       Int("limits.max_skill_runs", "50", "Skill runs executing at once.")
           .Range(1, 10000),
 
+      Dur("limits.default_message_ttl", "24h",
+          "Time to live of a message that sets none.")
+          .Range(1, 365 * kDay),
+      Dur("limits.max_message_ttl", "168h",
+          "Longest time to live a message may ask for.")
+          .Range(1, 365 * kDay),
+
+      // macs: the messaging gateway's own knobs.
+      Int("macs.max_subscribers_per_agent", "8",
+          "Open Subscribe streams one agent may have at once.")
+          .Range(1, 1000),
+      Dur("macs.retention", "168h",
+          "How long acknowledged and expired copies stay visible after they end.")
+          .Range(kMinute, 365 * kDay),
+      Bool("macs.fsync", "true",
+           "Fsync every commit (power-loss safe); false survives kill -9 only."),
+      Int("macs.group_commit_max_batch", "1024",
+          "Most operations that share one transaction and fsync.")
+          .Range(1, 100000),
+      List("macs.agent_hmac_keys", "",
+           "Per-agent HMAC keys as agent_id=key; other agents use security.shared_secret.")
+          .Secret(),
+
       // tasks: the task board's scheduling knobs.
       Dur("tasks.aging_interval", "60s",
           "Waiting time that lifts a queued task by one priority step.")
@@ -361,6 +384,36 @@ std::vector<KeySpec> BuildSchema() {
       Int("tasks.default_max_attempts", "3",
           "Attempts of a task that does not set its own.")
           .Range(1, 100),
+      Bool("tasks.push_assignment", "true",
+           "The scheduler assigns eligible tasks to capable agents (else pull only)."),
+      Dur("tasks.sweep_interval", "5s",
+          "Period of the scheduler sweep: push retries and no-eligible-agent alerts.")
+          .Range(0.1, kHour),
+      Dur("tasks.review_reopen_window", "24h",
+          "How long after approval the author may resubmit a new commit for review.")
+          .Range(0, 30 * kDay),
+      Dur("tasks.restart_grace", "30s",
+          "Extra time given at start to leases that lapsed while the service was down.")
+          .Range(0, kHour),
+      Int("tasks.event_retention", "100000",
+          "Board events kept for Watch resume.")
+          .Range(1000, 100000000),
+      Int("tasks.max_watchers", "256", "Watch streams open at once.")
+          .Range(1, 100000),
+      Dur("tasks.reservation_ttl", "15m",
+          "Default TTL of a path reservation (renewed like a lease).")
+          .Range(10, kDay),
+      Dur("tasks.reservation_warning", "2m",
+          "How long before expiry a holder gets RESERVATION_EXPIRING_SOON; 0 = never.")
+          .Range(0, kHour),
+      Int("tasks.max_reservations_per_agent", "1000",
+          "Path reservations one agent may hold.")
+          .Range(1, 1000000),
+      Dur("tasks.changed_paths_ttl", "1h",
+          "How long a changed-paths report counts for overlap detection.")
+          .Range(kMinute, 7 * kDay),
+      Bool("tasks.sync_full", "false",
+           "fsync every commit (survives power loss); default survives process crashes."),
 
       // skills: the skill library and its sandbox.
       Str("skills.library_dir", "skills",
@@ -374,6 +427,23 @@ std::vector<KeySpec> BuildSchema() {
       Int("skills.step_output_cap", "65536",
           "Largest output kept from one step (bytes).")
           .Range(0, 64 * kMiB),
+      Dur("skills.default_step_timeout", "30s",
+          "Per-attempt limit of an action step that sets no timeout.")
+          .Range(0.001, kDay),
+      Dur("skills.default_run_timeout", "10m",
+          "Limit of a run when RunSkill gives none (requests may ask 1s..24h).")
+          .Range(1, kDay),
+      Int("skills.max_runs_per_agent", "25",
+          "Skill runs one agent may have in flight at once.")
+          .Range(1, 10000),
+      Int("skills.worker_threads", "8",
+          "Threads that execute steps (parallel groups share them).")
+          .Range(1, 256),
+      Int("skills.blocking_threads", "32",
+          "Threads for actions that wait on I/O (calls to other services, shell).")
+          .Range(1, 1024),
+      Bool("skills.watch_library", "true",
+           "Reload the skill library when its files change (inotify)."),
 
       // offline: retry of outgoing remote traffic while Firebase is down.
       Dur("offline.backoff_base", "1s", "First retry delay.")
@@ -448,6 +518,12 @@ absl::Status Invalid(std::string_view reason) {
 // `got "text"`, or a neutral phrase for secrets so they never reach a log.
 std::string Got(const KeySpec& spec, std::string_view text) {
   if (spec.secret) return "got an invalid value";
+  // Echo at most 80 bytes: a hostile value must not make a huge message.
+  constexpr size_t kMaxEcho = 80;
+  if (text.size() > kMaxEcho) {
+    return absl::StrCat("got \"", absl::CEscape(Sv(text.substr(0, kMaxEcho))), "\"... (",
+                        text.size(), " bytes)");
+  }
   return absl::StrCat("got \"", absl::CEscape(Sv(text)), "\"");
 }
 
@@ -688,6 +764,7 @@ const std::vector<Ordering>& Orderings() {
           {"network.health.healthy_max", "network.health.warning_max", true},
           {"network.health.warning_max", "network.health.critical_max", true},
           {"offline.backoff_base", "offline.backoff_max", false},
+          {"limits.default_message_ttl", "limits.max_message_ttl", false},
       };
   return *orderings;
 }

@@ -26,7 +26,9 @@ absl::StatusOr<std::unique_ptr<FileWatcher>> FileWatcher::Start(
   }
   std::map<std::string, int> wd_by_dir;
   for (const std::string& path : paths) {
-    std::filesystem::path p(path);
+    // "dir/" watches every entry of dir: recorded under the empty name.
+    const bool whole_dir = !path.empty() && path.back() == '/';
+    std::filesystem::path p(whole_dir ? path + "." : path);
     std::string dir = p.parent_path().empty() ? "." : p.parent_path().string();
     auto it = wd_by_dir.find(dir);
     if (it == wd_by_dir.end()) {
@@ -36,7 +38,7 @@ absl::StatusOr<std::unique_ptr<FileWatcher>> FileWatcher::Start(
       if (wd < 0) continue;  // directory absent: nothing to watch there
       it = wd_by_dir.emplace(dir, wd).first;
     }
-    w->by_wd_[it->second][p.filename().string()] = path;
+    w->by_wd_[it->second][whole_dir ? std::string() : p.filename().string()] = path;
     w->watched_.push_back(path);
   }
   FileWatcher* raw = w.get();
@@ -74,7 +76,12 @@ void FileWatcher::Loop() {
       auto dir = by_wd_.find(ev->wd);
       if (dir == by_wd_.end()) continue;
       auto file = dir->second.find(ev->name);
-      if (file != dir->second.end()) changed.insert(file->second);
+      if (file != dir->second.end()) {
+        changed.insert(file->second);
+        continue;
+      }
+      auto any = dir->second.find(std::string());
+      if (any != dir->second.end()) changed.insert(any->second + ev->name);
     }
     for (const std::string& path : changed) on_change_(path);
   }

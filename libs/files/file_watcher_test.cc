@@ -61,5 +61,18 @@ TEST(FileWatcherTest, SeesCreationRewriteAndRenameOverOnlyForWatchedFiles) {
   EXPECT_EQ(rec.count(other), 0u);
 }
 
+TEST(FileWatcherTest, TrailingSlashWatchesEveryEntryOfTheDirectory) {
+  std::string dir = TempDir();
+  Recorder rec;
+  auto w = FileWatcher::Start({dir + "/"}, [&](const std::string& p) { rec.Add(p); });
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ((*w)->watched_paths(), std::vector<std::string>{dir + "/"});
+
+  std::ofstream(dir + "/new.yaml") << "a: 1\n";
+  EXPECT_TRUE(rec.WaitFor(dir + "/new.yaml"));
+  ASSERT_EQ(std::remove((dir + "/new.yaml").c_str()), 0);
+  EXPECT_TRUE(rec.WaitFor(dir + "/new.yaml", 2));
+}
+
 }  // namespace
 }  // namespace cnet

@@ -1,6 +1,7 @@
 #include "libs/server/bootstrap.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <glog/logging.h>
 #include <signal.h>
 #include <unistd.h>
@@ -12,7 +13,10 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "libs/logging/logging.h"
+#include "libs/metrics/metrics.h"
+#include "libs/server/tls.h"
 
 namespace cnet {
 namespace {
@@ -23,6 +27,20 @@ namespace {
 }
 
 }  // namespace
+
+void WarnAboutExposedSecrets(const config::Config& config) {
+  for (const config::Config::Entry& e : config.entries()) {
+    if (!e.spec->secret || !e.is_set) continue;
+    config::Layer layer = e.source.layer;
+    if (layer == config::Layer::kDefault || layer == config::Layer::kEnvironment) continue;
+    struct stat st;
+    if (::stat(e.source.origin.c_str(), &st) == 0 && (st.st_mode & 0077) != 0) {
+      LOG(WARNING) << e.source.origin << " sets secret " << e.spec->key
+                   << " but is readable by other users (mode "
+                   << absl::StrFormat("%04o", st.st_mode & 07777) << "); chmod 600 it";
+    }
+  }
+}
 
 absl::Status WriteFileAtomically(const std::string& path, std::string_view content) {
   std::string tmp = absl::StrCat(path, ".tmp.", getpid());
@@ -47,6 +65,7 @@ Boot BootOrExit(int argc, char** argv, std::string_view name,
                 std::string_view address_key) {
   Boot boot;
   boot.name = std::string(name);
+  boot.address_key = std::string(address_key);
   std::string listen, data_dir, log_file, project_dir;
   CLI::App app{absl::StrCat("Claude Network ", boot.name, " service")};
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0 = any free port)");
@@ -91,12 +110,29 @@ Boot BootOrExit(int argc, char** argv, std::string_view name,
   absl::Status logging = InitLogging(argv[0], name, log_file == "-" ? "" : log_file);
   if (!logging.ok()) Die(boot.name, std::string(logging.message()));
   LOG(INFO) << boot.name << " starting; data dir " << boot.data_dir;
+  WarnAboutExposedSecrets(boot.config);
   return boot;
 }
 
 int ServeUntilSignal(const Boot& boot, ServerOptions options, const ServeHooks& hooks) {
   options.name = boot.name;
   options.listen_address = boot.listen_address;
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentialsFromConfig(boot.config, boot.listen_address);
+  if (!credentials.ok()) Die(boot.name, std::string(credentials.status().message()));
+  options.credentials = *credentials;
+  std::unique_ptr<metrics::HttpEndpoint> metrics_endpoint;
+  if (boot.config.GetBool("services.metrics_enabled")) {
+    options.interceptors.push_back(metrics::MakeRpcMetricsInterceptorFactory());
+    std::string key = boot.address_key.substr(0, boot.address_key.rfind("_addr")) + "_metrics_port";
+    auto endpoint = metrics::HttpEndpoint::Start(boot.config.GetString("services.bind_host"),
+                                                 static_cast<int>(boot.config.GetInt(key)),
+                                                 metrics::Registry::Default());
+    if (!endpoint.ok()) Die(boot.name, std::string(endpoint.status().message()));
+    metrics_endpoint = *std::move(endpoint);
+    LOG(INFO) << "metrics on http://" << boot.config.GetString("services.bind_host") << ":"
+              << metrics_endpoint->port() << "/metrics";
+  }
   absl::StatusOr<std::unique_ptr<GrpcServer>> server = GrpcServer::Start(std::move(options));
   if (!server.ok()) {
     LOG(ERROR) << server.status().message();
@@ -104,6 +140,10 @@ int ServeUntilSignal(const Boot& boot, ServerOptions options, const ServeHooks& 
   }
   if (!boot.port_file.empty()) {
     absl::Status s = WriteFileAtomically(boot.port_file, std::to_string((*server)->port()));
+    if (s.ok() && metrics_endpoint) {
+      s = WriteFileAtomically(boot.port_file + ".metrics",
+                              std::to_string(metrics_endpoint->port()));
+    }
     if (!s.ok()) Die(boot.name, std::string(s.message()));
   }
   for (;;) {

@@ -11,7 +11,11 @@
 //                        (default <services.log_dir>/<name>.log)
 //   --project-dir DIR    where config.yaml / config.example.yaml are read
 //                        (default: the working directory)
-//   --port-file PATH     after binding, write the chosen port there (atomic)
+//   --port-file PATH     after binding, write the chosen port there (atomic),
+//                        and the metrics port to PATH.metrics
+// Metrics: when services.metrics_enabled, every rpc is counted and timed by
+// the shared interceptor and GET /metrics serves the Prometheus text format
+// on services.bind_host:services.<name>_metrics_port (0 = any free port).
 // Flags are applied as environment entries of the generic scheme
 // (CNET_SERVICES__DATA_DIR, ...), so they take part in validation and the
 // config service reports them with layer "environment".
@@ -34,6 +38,7 @@ struct Boot {
   std::string listen_address;
   std::string data_dir;  // tilde expanded, exists after BootOrExit
   std::string port_file;
+  std::string address_key;  // e.g. "services.registry_addr"
 };
 
 // Exits the process with status 2 and one line on stderr
@@ -56,6 +61,9 @@ struct ServeHooks {
 // status. BlockShutdownSignals() must have been called first thing in main.
 int ServeUntilSignal(const Boot& boot, ServerOptions options,
                      const ServeHooks& hooks = {});
+
+// Logs a warning for each secret set by a file that other users can read.
+void WarnAboutExposedSecrets(const config::Config& config);
 
 // Writes `content` to `path` via a temporary file and rename.
 absl::Status WriteFileAtomically(const std::string& path, std::string_view content);

@@ -52,6 +52,8 @@ class RegistryProcess {
         "HOME=" + root,
         "PATH=/usr/bin:/bin",
         "CNET_NETWORK__NODE_ID=restart-node",
+        // Parallel tests must not fight over the fixed metrics port.
+        "CNET_SERVICES__METRICS_ENABLED=false",
         std::string("CNET_SECURITY__ADMIN_TOKEN=") + kAdmin,
         std::string("CNET_SECURITY__SERVICE_CREDENTIAL=") + kService,
     };

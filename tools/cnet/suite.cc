@@ -18,6 +18,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "libs/logging/logging.h"
 #include "libs/server/server.h"
+#include "libs/server/tls.h"
 
 namespace cnet::cli {
 namespace fs = std::filesystem;
@@ -34,8 +35,9 @@ const std::vector<ServiceInfo>& Services() {
 }
 
 std::string CheckHealth(const std::string& address, const std::string& service,
-                        absl::Duration timeout) {
-  auto stub = grpc::health::v1::Health::NewStub(MakeChannel(address));
+                        absl::Duration timeout,
+                        std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  auto stub = grpc::health::v1::Health::NewStub(MakeChannel(address, credentials));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
   grpc::health::v1::HealthCheckRequest req;
@@ -124,6 +126,13 @@ pid_t Spawn(const std::string& binary, const std::vector<std::string>& args,
   _exit(127);
 }
 
+// TLS client credentials when the suite is configured for TLS; a broken
+// TLS configuration falls back to plaintext, which then fails visibly.
+std::shared_ptr<grpc::ChannelCredentials> ClientCredentials(const config::Config& c) {
+  auto creds = ChannelCredentialsFromConfig(c);
+  return creds.ok() ? *creds : grpc::InsecureChannelCredentials();
+}
+
 bool Exited(pid_t pid, int* status) {
   return waitpid(pid, status, WNOHANG) == pid;
 }
@@ -180,7 +189,8 @@ int Up(const SuiteOptions& o) {
     pids[s.name] = pid;
     std::ofstream(PidFile(c, s.name)) << pid << "\n";
   }
-  bool tty = isatty(2) && !o.json;
+  bool tty = isatty(2) && !o.json && !o.quiet;
+  std::shared_ptr<grpc::ChannelCredentials> creds = ClientCredentials(c);
   std::map<std::string, bool> serving;
   absl::Time deadline = start + o.timeout;
   while (serving.size() < Services().size()) {
@@ -199,7 +209,8 @@ int Up(const SuiteOptions& o) {
         }
         return kExitUnavailable;
       }
-      if (CheckHealth(c.GetString(s.address_key), "", absl::Milliseconds(500)) == "SERVING") {
+      if (CheckHealth(c.GetString(s.address_key), "", absl::Milliseconds(500), creds) ==
+          "SERVING") {
         serving[s.name] = true;
       }
     }
@@ -218,6 +229,7 @@ int Up(const SuiteOptions& o) {
   }
   Progress(tty, "");
   double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  if (o.quiet) return kExitOk;
   if (o.json) {
     std::cout << "{\"ok\":true,\"seconds\":" << secs << ",\"services\":[";
     bool first = true;
@@ -266,6 +278,7 @@ int Down(const SuiteOptions& o) {
     }
     std::remove(PidFile(c, name).c_str());
   }
+  if (o.quiet) return kExitOk;
   if (o.json) {
     std::cout << "{\"ok\":true,\"stopped\":" << pids.size() << "}\n";
   } else {
@@ -282,7 +295,7 @@ int Status(const SuiteOptions& o) {
   for (const auto& s : Services()) {
     pid_t pid = LivePid(c, s.name);
     std::string address = c.GetString(s.address_key);
-    std::string health = CheckHealth(address, "", absl::Seconds(2));
+    std::string health = CheckHealth(address, "", absl::Seconds(2), ClientCredentials(c));
     if (health == "SERVING") ++serving;
     if (o.json) {
       json_items.push_back(absl::StrCat("{\"name\":\"", s.name, "\",\"pid\":", pid,
@@ -299,8 +312,9 @@ int Status(const SuiteOptions& o) {
 }
 
 int Health(const std::string& address, const std::string& service,
-           absl::Duration timeout, bool json) {
-  std::string health = CheckHealth(address, service, timeout);
+           absl::Duration timeout, bool json,
+           std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  std::string health = CheckHealth(address, service, timeout, credentials);
   if (json) {
     std::cout << "{\"address\":\"" << JsonEscape(address) << "\",\"health\":\"" << health
               << "\"}\n";
@@ -308,6 +322,44 @@ int Health(const std::string& address, const std::string& service,
     std::cout << health << "\n";
   }
   return health == "SERVING" ? kExitOk : kExitUnavailable;
+}
+
+void AddSuiteCommands(CLI::App* app, Globals* g) {
+  struct UpFlags {
+    std::string bin_dir;
+    double wait_seconds = 60;
+  };
+  auto flags = std::make_shared<UpFlags>();
+  auto options = [g, flags] {
+    return SuiteOptions{g->config(), flags->bin_dir, g->load_options().project_dir,
+                        absl::Seconds(flags->wait_seconds), g->json};
+  };
+  auto* up = app->add_subcommand("up", "start the five services and wait until all are SERVING");
+  up->add_option("--bin-dir", flags->bin_dir, "directory of the service binaries (default: found)");
+  up->add_option("--wait", flags->wait_seconds, "seconds to wait for SERVING")
+      ->capture_default_str();
+  up->footer("Example: cnet up");
+  up->callback([g, options] { g->exit_code = Up(options()); });
+
+  auto* down = app->add_subcommand("down", "stop the services started by `cnet up`");
+  down->footer("Example: cnet down");
+  down->callback([g, options] { g->exit_code = Down(options()); });
+
+  auto* status = app->add_subcommand("status", "show each service's pid, address and health");
+  status->footer("Example: cnet status --json");
+  status->callback([g, options] { g->exit_code = Status(options()); });
+
+  auto health_flags = std::make_shared<std::pair<std::string, std::string>>();
+  auto* health = app->add_subcommand("health", "exit 0 only if ADDRESS answers SERVING");
+  health->add_option("--addr", health_flags->first, "host:port")->required();
+  health->add_option("--service", health_flags->second,
+                     "fully qualified service name (default: the whole server)");
+  health->footer("Example: cnet health --addr 127.0.0.1:7101");
+  health->callback([g, health_flags] {
+    g->exit_code = Health(health_flags->first, health_flags->second,
+                          absl::Seconds(g->timeout_seconds), g->json,
+                          ClientCredentials(g->config()));
+  });
 }
 
 }  // namespace cnet::cli

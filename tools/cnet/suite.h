@@ -16,21 +16,13 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/time/time.h"
 #include "libs/config/loader.h"
+#include "tools/cnet/cli.h"
 
 namespace cnet::cli {
-
-// Documented exit codes of cnet.
-enum ExitCode {
-  kExitOk = 0,
-  kExitUsage = 1,
-  kExitNotFound = 2,
-  kExitConflict = 3,
-  kExitDenied = 4,
-  kExitUnavailable = 5,
-  kExitInternal = 6,
-};
 
 struct ServiceInfo {
   std::string name;         // binary and log name, e.g. "macs-gateway"
@@ -47,6 +39,7 @@ struct SuiteOptions {
   std::string project_dir;  // passed to services as --project-dir
   absl::Duration timeout = absl::Seconds(60);
   bool json = false;
+  bool quiet = false;  // print nothing on success (benchmarks)
 };
 
 int Up(const SuiteOptions& options);
@@ -54,12 +47,14 @@ int Down(const SuiteOptions& options);
 int Status(const SuiteOptions& options);
 // Checks one address (and optionally one service name).
 int Health(const std::string& address, const std::string& service,
-           absl::Duration timeout, bool json);
+           absl::Duration timeout, bool json,
+           std::shared_ptr<grpc::ChannelCredentials> credentials);
 
 // Asks grpc.health.v1 at `address`; "SERVING", "NOT_SERVING",
 // "UNAVAILABLE" (no answer), ...
 std::string CheckHealth(const std::string& address, const std::string& service,
-                        absl::Duration timeout);
+                        absl::Duration timeout,
+                        std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 }  // namespace cnet::cli
 
