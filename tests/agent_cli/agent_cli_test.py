@@ -35,6 +35,8 @@ class AgentCliTest(unittest.TestCase):
             "CNET_SERVICES__REGISTRY_ADDR": f"127.0.0.1:{free_port()}",
             "CNET_SERVICES__DATA_DIR": os.path.join(self.home, "data"),
             "CNET_NETWORK__NODE_ID": "cli-node",
+            # Parallel tests must not fight over the fixed metrics port.
+            "CNET_SERVICES__METRICS_ENABLED": "false",
         }
         port_file = os.path.join(self.home, "port")
         self.registry = subprocess.Popen(

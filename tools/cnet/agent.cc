@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "libs/auth/auth.h"
 #include "libs/registry_client/registry_client.h"
+#include "libs/server/tls.h"
 #include "tools/cnet/suite.h"
 
 namespace cnet::cli {
@@ -206,6 +207,7 @@ std::unique_ptr<registry_client::RegistryClient> Client(const config::Config& co
                                                         absl::Duration timeout) {
   registry_client::ClientOptions o;
   o.address = config.GetString("services.registry_addr");
+  o.channel = MakeSuiteChannel(config, "services.registry_addr");  // TLS when configured
   o.credential = credential;
   o.deadline = timeout;
   return std::make_unique<registry_client::RegistryClient>(o);
