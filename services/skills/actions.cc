@@ -436,7 +436,7 @@ ActionRegistry::ActionRegistry(const ActionEnv& env) {
   Register(Spec("registry.agent_health", "One agent's health and status (default: the caller).",
                 {Arg("agent", V::kString, false, "Agent id (default: the caller).")},
                 {"agent_id", "id", "name", "kind", "capabilities", "status", "health",
-                 "health_reason", "node", "last_heartbeat"}),
+                 "health_reason", "node", "last_heartbeat", "heartbeat_interval_s"}),
            Fn([r](const Json& a, ActionCall& c) { return RegistryHealth(r, a, c); }));
   Register(Spec("registry.network_status", "Counts of agents by health, status and node.",
                 {Arg("node", V::kString, false, "Only this node.")},
@@ -448,16 +448,11 @@ ActionRegistry::ActionRegistry(const ActionEnv& env) {
                 {Arg("name", V::kString, false, "Display name (default: the agent id)."),
                  Arg("capabilities", V::kList, false, "Capabilities."),
                  Arg("status_message", V::kString, false, "Status text."),
+                 Arg("status", V::kString, false, "online|busy|away|offline."),
                  Arg("location", V::kString, false, "Location."),
                  Arg("version", V::kString, false, "Software version.")},
                 {"agent_id", "created", "capabilities", "node"}),
            Fn([r](const Json& a, ActionCall& c) { return RegistryRegister(r, a, c); }));
-  Register(Spec("registry.heartbeat", "Send the caller's heartbeat.",
-                {Arg("status", V::kString, false, "online|busy|away|offline."),
-                 Arg("status_message", V::kString, false, "Status text.")},
-                {"health", "health_reason", "next_heartbeat_in_s"}),
-           Fn([r](const Json& a, ActionCall& c) { return RegistryHeartbeat(r, a, c); }));
-
   Register(Spec("tasks.create", "Create a task on the board.",
                 {Arg("title", V::kString, true, "Title, 1..256 bytes."),
                  Arg("description", V::kString, false, "Description."),

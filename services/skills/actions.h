@@ -66,8 +66,6 @@ class RegistryBackend {
   virtual ~RegistryBackend() = default;
   virtual absl::Status Register(const CallContext& ctx, const pb::RegisterRequest& req,
                                 pb::RegisterResponse* resp) = 0;
-  virtual absl::Status Heartbeat(const CallContext& ctx, const pb::HeartbeatRequest& req,
-                                 pb::HeartbeatResponse* resp) = 0;
   virtual absl::Status GetAgent(const CallContext& ctx, const pb::GetAgentRequest& req,
                                 pb::GetAgentResponse* resp) = 0;
   virtual absl::Status ListAgents(const CallContext& ctx, const pb::ListAgentsRequest& req,

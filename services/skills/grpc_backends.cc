@@ -65,12 +65,6 @@ absl::Status GrpcBackends::Register(const CallContext& ctx, const pb::RegisterRe
   return Done("registry", registry_->Register(c.get(), req, resp));
 }
 
-absl::Status GrpcBackends::Heartbeat(const CallContext& ctx, const pb::HeartbeatRequest& req,
-                                     pb::HeartbeatResponse* resp) {
-  auto c = Context(ctx);
-  return Done("registry", registry_->Heartbeat(c.get(), req, resp));
-}
-
 absl::Status GrpcBackends::GetAgent(const CallContext& ctx, const pb::GetAgentRequest& req,
                                     pb::GetAgentResponse* resp) {
   auto c = Context(ctx);

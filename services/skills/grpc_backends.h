@@ -46,8 +46,6 @@ class GrpcBackends final : public MessagingBackend, public RegistryBackend, publ
                    pb::AckResponse* resp) override;
   absl::Status Register(const CallContext& ctx, const pb::RegisterRequest& req,
                         pb::RegisterResponse* resp) override;
-  absl::Status Heartbeat(const CallContext& ctx, const pb::HeartbeatRequest& req,
-                         pb::HeartbeatResponse* resp) override;
   absl::Status GetAgent(const CallContext& ctx, const pb::GetAgentRequest& req,
                         pb::GetAgentResponse* resp) override;
   absl::Status ListAgents(const CallContext& ctx, const pb::ListAgentsRequest& req,

@@ -55,7 +55,7 @@ TEST_F(LibraryTest, EveryShippedSkillValidatesWithoutIssues) {
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{
                        "basic_scan", "broadcast", "data_delete", "data_retrieve", "data_store",
-                       "delegate_and_announce", "network_onboarding", "network_status",
+                       "delegate_and_announce", "network_onboarding", "network_status", "ping",
                        "receive_message", "request_review", "send_message", "system_health"}));
   EXPECT_EQ(lib->Find("send_message")->def().category, "core/communication");
   EXPECT_EQ(lib->Find("request_review")->def().category, "domain/engineering");
@@ -128,6 +128,13 @@ TEST_F(LibraryTest, SystemHealthReadsProc) {
   EXPECT_GE(out["disk_used_percent"].get<double>(), 0.0);
 }
 
+TEST_F(LibraryTest, Ping) {
+  RunRecord run = Run("ping", Json{{"message", "hello"}});
+  EXPECT_EQ(run.outputs["echo"], "hello");
+  EXPECT_EQ(run.outputs["agent"], "alice");
+  EXPECT_EQ(run.outputs["run_id"], run.run_id);
+}
+
 TEST_F(LibraryTest, NetworkStatusAndBasicScan) {
   RunRecord status = Run("network_status", Json::object());
   EXPECT_EQ(status.outputs["total_agents"], 3);
@@ -183,6 +190,7 @@ TEST_F(LibraryTest, NetworkOnboardingWalksANewAgentIn) {
   ASSERT_EQ(run->state, RunState::kSucceeded) << run->error->message;
   EXPECT_EQ(run->outputs["agent_id"], "dave");
   EXPECT_EQ(run->outputs["health"], "HEALTHY");
+  EXPECT_EQ(run->outputs["heartbeat_interval_s"], 15);
   EXPECT_EQ(run->outputs["announced_to"], 3);
   EXPECT_EQ(run->outputs["queued_tasks"][0]["title"], "triage flaky test");
   EXPECT_EQ(run->outputs["agents_on_network"], 4);

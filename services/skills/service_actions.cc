@@ -258,6 +258,7 @@ absl::StatusOr<Json> RegistryHealth(RegistryBackend* backend, const Json& a, Act
   if (!s.ok()) return s;
   Json out = AgentJson(resp.agent());
   out["agent_id"] = resp.agent().id();
+  out["heartbeat_interval_s"] = resp.agent().heartbeat_interval().seconds();
   return out;
 }
 
@@ -304,6 +305,8 @@ absl::StatusOr<Json> RegistryRegister(RegistryBackend* backend, const Json& a, A
   req.set_name(name.empty() ? call.agent_id() : name);
   for (const std::string& c : args.StrList("capabilities")) req.add_capabilities(c);
   req.set_status_message(args.Str("status_message"));
+  req.set_status(args.Enum<pb::AgentStatus>("status", "AGENT_STATUS_", &pb::AgentStatus_Parse,
+                                            kStatuses, pb::AGENT_STATUS_UNSPECIFIED));
   req.set_location(args.Str("location"));
   req.set_version(args.Str("version"));
   if (!args.ok()) return args.status();
@@ -314,24 +317,6 @@ absl::StatusOr<Json> RegistryRegister(RegistryBackend* backend, const Json& a, A
               {"created", resp.created()},
               {"capabilities", Strings(resp.agent().capabilities())},
               {"node", resp.agent().node()}};
-}
-
-absl::StatusOr<Json> RegistryHeartbeat(RegistryBackend* backend, const Json& a,
-                                       ActionCall& call) {
-  if (backend == nullptr) return NotConfigured("registry");
-  Args args(a, "registry.heartbeat");
-  pb::HeartbeatRequest req;
-  req.set_agent_id(call.agent_id());
-  req.set_status(args.Enum<pb::AgentStatus>("status", "AGENT_STATUS_", &pb::AgentStatus_Parse,
-                                            kStatuses, pb::AGENT_STATUS_UNSPECIFIED));
-  req.set_status_message(args.Str("status_message"));
-  if (!args.ok()) return args.status();
-  pb::HeartbeatResponse resp;
-  absl::Status s = backend->Heartbeat(call.Context(), req, &resp);
-  if (!s.ok()) return s;
-  return Json{{"health", Short(pb::Health_Name(resp.health()), "HEALTH_")},
-              {"health_reason", resp.health_reason()},
-              {"next_heartbeat_in_s", resp.next_heartbeat_in().seconds()}};
 }
 
 absl::StatusOr<Json> TasksCreate(TaskBackend* backend, const Json& a, ActionCall& call) {

@@ -18,7 +18,6 @@ absl::StatusOr<Json> RegistryList(RegistryBackend* b, const Json& args, ActionCa
 absl::StatusOr<Json> RegistryHealth(RegistryBackend* b, const Json& args, ActionCall& call);
 absl::StatusOr<Json> RegistryNetwork(RegistryBackend* b, const Json& args, ActionCall& call);
 absl::StatusOr<Json> RegistryRegister(RegistryBackend* b, const Json& args, ActionCall& call);
-absl::StatusOr<Json> RegistryHeartbeat(RegistryBackend* b, const Json& args, ActionCall& call);
 
 absl::StatusOr<Json> TasksCreate(TaskBackend* b, const Json& args, ActionCall& call);
 absl::StatusOr<Json> TasksGet(TaskBackend* b, const Json& args, ActionCall& call);

@@ -25,7 +25,7 @@ EXPECTED = {
     "skills": ["trivial skill runs/s", "per-step overhead p99 (50 parallel)"],
 }
 # Workloads whose figures must be measured (not just listed) today.
-MEASURED = {"baseline", "suite", "registry", "macs", "tasks"}
+MEASURED = {"baseline", "suite", "registry", "macs", "tasks", "skills"}
 
 
 class BenchSmokeTest(unittest.TestCase):

@@ -41,8 +41,12 @@ void RunServiceWorkloads(const Params& p, SuiteRunner* suite, bool suite_up, Rep
                 "claims/s (16 agents, 100k queued)"},
                why);
   }
-  MissingAll(report, "skills", {"trivial skill runs/s", "per-step overhead p99 (50 parallel)"},
-             why);
+  if (suite_up) {
+    RunSkills(p, suite, report);
+  } else {
+    MissingAll(report, "skills", {"trivial skill runs/s", "per-step overhead p99 (50 parallel)"},
+               why);
+  }
 }
 
 }  // namespace cnet::bench

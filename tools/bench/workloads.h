@@ -21,6 +21,7 @@ void RunSuite(const Params& p, SuiteRunner* suite, absl::Duration startup, Repor
 void RunRegistry(const Params& p, SuiteRunner* suite, Report* report);
 void RunMacs(const Params& p, SuiteRunner* suite, Report* report);
 void RunTasks(const Params& p, SuiteRunner* suite, Report* report);
+void RunSkills(const Params& p, SuiteRunner* suite, Report* report);
 
 // The registry, macs, tasks and skills workloads against the started suite.
 void RunServiceWorkloads(const Params& p, SuiteRunner* suite, bool suite_up, Report* report);

@@ -26,6 +26,7 @@ void FakeNetwork::AddAgent(const std::string& id, std::vector<std::string> capab
   a.set_node("node-1");
   a.set_status(pb::AGENT_STATUS_ONLINE);
   a.set_health(health);
+  a.mutable_heartbeat_interval()->set_seconds(15);
   *a.mutable_last_heartbeat() = Now();
   *a.mutable_registered_at() = Now();
   agents_[id] = a;
@@ -209,6 +210,8 @@ absl::Status FakeNetwork::Register(const CallContext& ctx, const pb::RegisterReq
   caps.erase(std::unique(caps.begin(), caps.end()), caps.end());
   for (const std::string& c : caps) a.add_capabilities(c);
   a.set_status_message(req.status_message());
+  if (req.status() != pb::AGENT_STATUS_UNSPECIFIED) a.set_status(req.status());
+  a.mutable_heartbeat_interval()->set_seconds(15);
   a.set_node("node-1");
   if (created) {
     a.set_status(pb::AGENT_STATUS_ONLINE);
@@ -216,21 +219,6 @@ absl::Status FakeNetwork::Register(const CallContext& ctx, const pb::RegisterReq
   }
   *resp->mutable_agent() = a;
   resp->set_created(created);
-  return absl::OkStatus();
-}
-
-absl::Status FakeNetwork::Heartbeat(const CallContext& ctx, const pb::HeartbeatRequest& req,
-                                    pb::HeartbeatResponse* resp) {
-  absl::MutexLock lock(&mu_);
-  if (absl::Status s = Enter("Heartbeat", ctx); !s.ok()) return s;
-  auto it = agents_.find(ctx.agent_id);
-  if (it == agents_.end()) return absl::NotFoundError("unknown agent: register again");
-  if (req.status() != pb::AGENT_STATUS_UNSPECIFIED) it->second.set_status(req.status());
-  *it->second.mutable_last_heartbeat() = Now();
-  it->second.set_health(pb::HEALTH_HEALTHY);
-  resp->set_health(pb::HEALTH_HEALTHY);
-  resp->set_health_reason("last heartbeat 0s ago");
-  resp->mutable_next_heartbeat_in()->set_seconds(15);
   return absl::OkStatus();
 }
 

@@ -47,8 +47,6 @@ class FakeNetwork final : public MessagingBackend, public RegistryBackend, publi
   // --- RegistryBackend ---
   absl::Status Register(const CallContext& ctx, const pb::RegisterRequest& req,
                         pb::RegisterResponse* resp) override;
-  absl::Status Heartbeat(const CallContext& ctx, const pb::HeartbeatRequest& req,
-                         pb::HeartbeatResponse* resp) override;
   absl::Status GetAgent(const CallContext& ctx, const pb::GetAgentRequest& req,
                         pb::GetAgentResponse* resp) override;
   absl::Status ListAgents(const CallContext& ctx, const pb::ListAgentsRequest& req,
