@@ -21,8 +21,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "yaml-cpp/depthguard.h"
-#include "yaml-cpp/eventhandler.h"
+#include "libs/yaml/single_document.h"
 #include "yaml-cpp/yaml.h"
 
 extern char** environ;
@@ -197,29 +196,6 @@ namespace {
 
 using Sink = std::function<void(const KeySpec&, ParsedValue, Source)>;
 
-// Records where each YAML document starts and ignores everything else.
-class DocumentStarts : public YAML::EventHandler {
- public:
-  explicit DocumentStarts(std::vector<YAML::Mark>* starts) : starts_(starts) {}
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    starts_->push_back(mark);
-  }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
-
- private:
-  std::vector<YAML::Mark>* starts_;
-};
-
 // One layer being read: where its values go and where its issues go.
 struct LayerReader {
   Layer layer;
@@ -257,40 +233,10 @@ struct LayerReader {
   }
 
   void ReadText(std::string_view text) const {
-    std::string yaml(text);
-    std::vector<YAML::Mark> starts;
     YAML::Node root;
-    try {
-      // Never YAML::LoadAll: in yaml-cpp 0.7 it loops forever, allocating,
-      // on a document that starts with a stray ',' (jbeder/yaml-cpp#1040,
-      // fixed upstream by #1319). Count the documents with a bounded pass
-      // instead, then load the first one.
-      std::istringstream stream(yaml);
-      YAML::Parser parser(stream);
-      DocumentStarts handler(&starts);
-      while (starts.size() < 2 && parser.HandleNextDocument(handler)) {
-      }
-      root = YAML::Load(yaml);
-    } catch (const YAML::DeepRecursion& e) {
-      // yaml-cpp stops at a fixed depth (and reports it as "bad file").
-      Report(e.mark, "", absl::StrCat("invalid YAML: nested deeper than ", e.depth(),
-                                      " levels"));
-      return;
-    } catch (const YAML::Exception& e) {
-      Report(e.mark, "", absl::StrCat("invalid YAML: ", e.msg));
-      return;
-    }
-    if (starts.size() > 1) {
-      // A second document that starts where the first did is the parser
-      // making no progress on a character it cannot place.
-      const YAML::Mark& second = starts[1];
-      bool stuck = second.pos == starts[0].pos && second.pos >= 0 &&
-                   static_cast<size_t>(second.pos) < yaml.size();
-      Report(second, "",
-             stuck ? absl::StrCat("invalid YAML: unexpected character '",
-                                  absl::CHexEscape(yaml.substr(second.pos, 1)),
-                                  "'")
-                   : "expected one YAML document, found several");
+    yaml::LoadError error;
+    if (!yaml::LoadSingleDocument(std::string(text), &root, &error)) {
+      Report(error.mark, "", error.message);
       return;
     }
     if (root.IsNull()) return;

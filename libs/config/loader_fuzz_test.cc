@@ -66,7 +66,7 @@ TEST(ConfigFuzzTest, MutatedDocumentsNeverCrashAndIssuesAreLocated) {
   const std::string seed = ReadExample();
   ASSERT_FALSE(seed.empty());
   ASSERT_TRUE(ValidateDocument(seed, "seed.yaml").empty());
-  int iterations = 3000;
+  int iterations = 2000;
   if (const char* env = std::getenv("CNET_FUZZ_ITERATIONS")) iterations = std::atoi(env);
   std::mt19937_64 rng(20261126);
   int with_issues = 0;

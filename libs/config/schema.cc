@@ -365,6 +365,8 @@ std::vector<KeySpec> BuildSchema() {
       Dur("macs.retention", "168h",
           "How long acknowledged and expired copies stay visible after they end.")
           .Range(kMinute, 365 * kDay),
+      Bool("macs.fsync", "true",
+           "Fsync every commit (power-loss safe); false survives kill -9 only."),
       Int("macs.group_commit_max_batch", "1024",
           "Most operations that share one transaction and fsync.")
           .Range(1, 100000),
@@ -398,6 +400,18 @@ std::vector<KeySpec> BuildSchema() {
           .Range(1000, 100000000),
       Int("tasks.max_watchers", "256", "Watch streams open at once.")
           .Range(1, 100000),
+      Dur("tasks.reservation_ttl", "15m",
+          "Default TTL of a path reservation (renewed like a lease).")
+          .Range(10, kDay),
+      Dur("tasks.reservation_warning", "2m",
+          "How long before expiry a holder gets RESERVATION_EXPIRING_SOON; 0 = never.")
+          .Range(0, kHour),
+      Int("tasks.max_reservations_per_agent", "1000",
+          "Path reservations one agent may hold.")
+          .Range(1, 1000000),
+      Dur("tasks.changed_paths_ttl", "1h",
+          "How long a changed-paths report counts for overlap detection.")
+          .Range(kMinute, 7 * kDay),
       Bool("tasks.sync_full", "false",
            "fsync every commit (survives power loss); default survives process crashes."),
 

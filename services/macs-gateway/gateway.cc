@@ -232,7 +232,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options,
     return absl::FailedPreconditionError(
         "security.shared_secret: required while security.use_message_signing is true");
   }
-  CNET_ASSIGN_OR_RETURN(std::unique_ptr<MessageStore> store, MessageStore::Open(options.db_path));
+  CNET_ASSIGN_OR_RETURN(std::unique_ptr<MessageStore> store, MessageStore::Open(options.db_path, options.fsync));
   std::unique_ptr<Gateway> g(new Gateway(std::move(options), clock, directory, std::move(store)));
   CNET_RETURN_IF_ERROR(g->Load());
   return g;
@@ -1060,7 +1060,6 @@ void Gateway::UndoAccepted(Accepted* a) {
 
 void Gateway::ApplyAccepted(Accepted* a) {
   const pb::Message& m = *a->msg;
-  int64_t dead = 0, expired = 0;
   {
     absl::MutexLock lock(&mu_);
     std::vector<std::string> touched;
@@ -1069,13 +1068,9 @@ void Gateway::ApplyAccepted(Accepted* a) {
       if (l.reserved) inbox.reserved--;
       if (l.state == pb::DELIVERY_STATE_DEAD_LETTERED) {
         inbox.dead_letters++;
-        dead++;
         continue;
       }
-      if (l.state == pb::DELIVERY_STATE_EXPIRED) {
-        expired++;
-        continue;
-      }
+      if (l.state == pb::DELIVERY_STATE_EXPIRED) continue;
       Entry e;
       e.seq = l.seq;
       e.msg = a->msg;
@@ -1108,8 +1103,6 @@ void Gateway::ApplyAccepted(Accepted* a) {
     if (it != dedupe_.end()) it->second.committed = true;
   }
   if (a->ack_deadline_us != 0) ArmEscalation(a->rowid, FromMicros(a->ack_deadline_us));
-  (void)dead;
-  (void)expired;
 }
 
 // ---------------------------------------------------------------------------

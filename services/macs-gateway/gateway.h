@@ -30,7 +30,9 @@
 //     Ack and ack-timeout never both win.
 //
 // Threads and locks
-//   * Database: only the GroupCommitWriter thread (store.h).
+//   * Database: only the GroupCommitWriter thread (store.h); commit
+//     callbacks (replies, copies entering inboxes) run in order on its
+//     completion thread.
 //   * mu_: inboxes, subscribers, timers' bookkeeping. Held briefly; never
 //     across a directory lookup. Lock order: mu_ -> sink's own lock ->
 //     writer queue lock; stats_mu_, dedupe_mu_ and limiter_mu_ are leaves.
@@ -65,6 +67,9 @@ namespace cnet::macs {
 
 struct GatewayOptions {
   std::string db_path;      // SQLite file
+  // synchronous=FULL (fsync per commit: power-loss safe). false = NORMAL
+  // (kill -9 safe only); config macs.fsync.
+  bool fsync = true;
   std::string node = "local";  // this node's id (network.node_id)
   bool signing_enabled = true;
   std::string shared_secret;

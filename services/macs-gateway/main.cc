@@ -52,6 +52,11 @@ int main(int argc, char** argv) {
 
   cnet::macs::GatewayOptions options;
   options.db_path = boot.data_dir + "/macs.db";
+  options.fsync = cfg.GetBool("macs.fsync");
+  if (!options.fsync) {
+    LOG(WARNING) << "macs.fsync is false: acknowledged messages survive a crash of the "
+                    "process but not a power loss";
+  }
   options.node = NodeId(cfg.GetString("network.node_id"));
   options.signing_enabled = cfg.GetBool("security.use_message_signing");
   options.shared_secret = cfg.GetString("security.shared_secret");

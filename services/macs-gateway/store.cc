@@ -136,10 +136,11 @@ absl::StatusOr<std::shared_ptr<const pb::Message>> ParseMessage(const std::strin
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MessageStore>> MessageStore::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<MessageStore>> MessageStore::Open(const std::string& path,
+                                                                 bool fsync) {
   sqlite::Database::Options options;
   options.path = path;
-  options.synchronous_full = true;
+  options.synchronous_full = fsync;
   CNET_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> db, sqlite::Database::Open(options));
   CNET_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=OFF"));
   CNET_RETURN_IF_ERROR(db->Migrate(Migrations()));

@@ -108,9 +108,12 @@ inline bool IsPendingState(int state) {
 
 class MessageStore {
  public:
-  // Opens (creating) the database at `path` with synchronous=FULL: a
-  // committed batch survives power loss, not only kill -9.
-  static absl::StatusOr<std::unique_ptr<MessageStore>> Open(const std::string& path);
+  // Opens (creating) the database at `path`. With `fsync` (the default),
+  // synchronous=FULL: a committed batch survives power loss, not only
+  // kill -9. Without it, synchronous=NORMAL: a commit survives the process
+  // being killed but not the machine losing power.
+  static absl::StatusOr<std::unique_ptr<MessageStore>> Open(const std::string& path,
+                                                            bool fsync = true);
 
   ~MessageStore();
 

@@ -7,6 +7,7 @@
 
 #include "libs/auth/auth.h"
 #include "libs/clock/clock.h"
+#include "libs/metrics/metrics.h"
 #include "libs/server/bootstrap.h"
 #include "services/registry/registry.h"
 #include "services/registry/registry_service.h"
@@ -39,7 +40,31 @@ int main(int argc, char** argv) {
       cnet::RealClock::Default());
   if (!registry.ok()) return Fatal(registry.status());
 
-  cnet::registry::RegistryServiceImpl impl(registry->get());
+  cnet::registry::Registry* core = registry->get();
+  auto* metrics = cnet::metrics::Registry::Default();
+  metrics->Gauge("cnet_registry_agents", "Registered agents by measured health.", [core] {
+    std::vector<std::pair<cnet::metrics::Labels, double>> out;
+    claudenet::v1::GetNetworkStatusRequest req;
+    req.set_capability_limit(1);
+    auto status = core->GetNetworkStatus(req);
+    if (!status.ok()) return out;
+    for (const auto& h : status->by_health()) {
+      out.push_back({{{"health", claudenet::v1::Health_Name(h.health())}},
+                     static_cast<double>(h.count())});
+    }
+    return out;
+  });
+  metrics->Gauge("cnet_registry_event_sequence", "Sequence of the latest registry event.",
+                 [core] {
+                   return std::vector<std::pair<cnet::metrics::Labels, double>>{
+                       {{}, static_cast<double>(core->current_sequence())}};
+                 });
+  metrics->Gauge("cnet_registry_watchers", "Open Watch streams.", [core] {
+    return std::vector<std::pair<cnet::metrics::Labels, double>>{
+        {{}, static_cast<double>(core->hub()->subscriber_count())}};
+  });
+
+  cnet::registry::RegistryServiceImpl impl(core);
   cnet::ServerOptions options;
   options.services = {&impl};
   options.health_names = {"claudenet.v1.RegistryService"};

@@ -1007,7 +1007,14 @@ absl::Status Registry::WriteLocked(int64_t last_sequence, WriteBatch* batch,
     ev.set_sequence(++last_sequence);
     batch->events.emplace_back(last_sequence, ev.SerializeAsString());
   }
-  return store_->Apply(batch);
+  CNET_RETURN_IF_ERROR(store_->Apply(batch));
+  // Rows this write replaced or removed must not be overwritten by an older
+  // copy still waiting in a chunked flush.
+  if (!flush_queue_.empty()) {
+    for (const AgentRow& row : batch->upserts) flush_queue_.erase(row.rowid);
+    for (int64_t rowid : batch->deletes) flush_queue_.erase(rowid);
+  }
+  return absl::OkStatus();
 }
 
 void Registry::PublishLocked(const WriteBatch& batch, std::vector<pb::AgentEvent>* events) {
@@ -1038,37 +1045,77 @@ void Registry::PublishLocked(const WriteBatch& batch, std::vector<pb::AgentEvent
 }
 
 absl::Status Registry::Flush() {
-  absl::MutexLock write_lock(&write_mu_);
-  if (shut_down_) return absl::OkStatus();
-  return FlushLocked();
+  write_mu_.Lock();
+  absl::Status s = absl::OkStatus();
+  if (!shut_down_) {
+    CollectDirtyLocked();
+    // In chunks, releasing the write lock in between: an acknowledged write
+    // waits for one chunk at most, and drops its agent's row from the rest
+    // (its own row is newer).
+    while (s.ok() && !flush_queue_.empty()) {
+      s = FlushChunkLocked(kFlushChunk);
+      write_mu_.Unlock();
+      write_mu_.Lock();
+    }
+    if (s.ok() && !shut_down_) s = TrimLocked();
+  }
+  write_mu_.Unlock();
+  return s;
 }
 
 absl::Status Registry::FlushLocked() {
-  std::vector<PresenceRow> rows;
-  std::vector<uint32_t> slots;
-  int64_t trim_to = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    rows.reserve(dirty_.size());
-    for (uint32_t slot : dirty_) {
-      Entry* e = entries_[slot].get();
-      if (e == nullptr || !e->dirty) continue;
-      e->dirty = false;
-      rows.push_back(PresenceOf(e->rowid, e->v.p));
-      slots.push_back(slot);
-    }
-    dirty_.clear();
-    trim_to = sequence_ - std::max<int64_t>(options_.event_retention, 1);
+  CollectDirtyLocked();
+  absl::Status s = absl::OkStatus();
+  while (s.ok() && !flush_queue_.empty()) s = FlushChunkLocked(flush_queue_.size());
+  if (s.ok()) s = TrimLocked();
+  return s;
+}
+
+void Registry::CollectDirtyLocked() {
+  absl::MutexLock lock(&mu_);
+  for (uint32_t slot : dirty_) {
+    Entry* e = entries_[slot].get();
+    if (e == nullptr || !e->dirty) continue;
+    e->dirty = false;
+    flush_queue_[e->rowid] = PresenceOf(e->rowid, e->v.p);
   }
-  // Written with mu_ released: heartbeats go on meanwhile. write_mu_ keeps
-  // acknowledged writes ordered after this batch.
+  dirty_.clear();
+}
+
+absl::Status Registry::FlushChunkLocked(size_t max_rows) {
+  std::vector<PresenceRow> rows;
+  rows.reserve(std::min(max_rows, flush_queue_.size()));
+  // (btree erase invalidates iterators: always take the first.)
+  while (!flush_queue_.empty() && rows.size() < max_rows) {
+    auto first = flush_queue_.begin();
+    rows.push_back(std::move(first->second));
+    flush_queue_.erase(first);
+  }
+  // Written with mu_ released: heartbeats and queries go on meanwhile.
   absl::Status s = store_->WritePresence(rows);
   if (!s.ok()) {
+    // Not written: the agents stay dirty and are collected again.
     absl::MutexLock lock(&mu_);
-    for (uint32_t slot : slots) {
-      if (Entry* e = entries_[slot].get()) MarkDirtyLocked(e);
-    }
-    return s;
+    for (Entry* e : DirtyEntriesLocked(rows)) MarkDirtyLocked(e);
+  }
+  return s;
+}
+
+std::vector<Registry::Entry*> Registry::DirtyEntriesLocked(const std::vector<PresenceRow>& rows) {
+  absl::flat_hash_set<int64_t> rowids;
+  for (const PresenceRow& r : rows) rowids.insert(r.rowid);
+  std::vector<Entry*> out;
+  for (auto& e : entries_) {
+    if (e && rowids.contains(e->rowid)) out.push_back(e.get());
+  }
+  return out;
+}
+
+absl::Status Registry::TrimLocked() {
+  int64_t trim_to;
+  {
+    absl::MutexLock lock(&mu_);
+    trim_to = sequence_ - std::max<int64_t>(options_.event_retention, 1);
   }
   // Trimming costs a scan: do it in steps of 1000 events.
   if (trim_to - trimmed_up_to_ >= 1000) {

@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -289,7 +290,14 @@ class Registry {
   // the hub (in order).
   void PublishLocked(const WriteBatch& batch, std::vector<claudenet::v1::AgentEvent>* events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_, mu_);
+  // All pending heartbeat data at once (shutdown).
   absl::Status FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  void CollectDirtyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::Status FlushChunkLocked(size_t max_rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  std::vector<Entry*> DirtyEntriesLocked(const std::vector<PresenceRow>& rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status TrimLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  static constexpr size_t kFlushChunk = 2000;
 
   std::string NewToken(TokenHash* hash) const;
 
@@ -323,6 +331,9 @@ class Registry {
   std::unique_ptr<RegistryStore> store_ ABSL_GUARDED_BY(write_mu_);
   bool shut_down_ ABSL_GUARDED_BY(write_mu_) = false;
   int64_t trimmed_up_to_ ABSL_GUARDED_BY(write_mu_) = 0;
+  // Heartbeat data collected for writing, by row; drained in chunks in rowid
+  // order, so each chunk touches a contiguous range of table pages.
+  absl::btree_map<int64_t, PresenceRow> flush_queue_ ABSL_GUARDED_BY(write_mu_);
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);  // by slot

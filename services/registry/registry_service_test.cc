@@ -294,14 +294,22 @@ TEST_F(RegistryServiceTest, SlowWatcherIsToldToResyncAndTheRegistryDoesNotWait) 
   options_.watch_buffer = 16;
   Start();
   Agent a = Register("a");
+  // A watcher whose transport window stays small (no BDP growth): once it
+  // stops reading, the server's writes stall after 64 KiB whatever the
+  // machine's speed, and the registry's 16-event buffer for it fills.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 * 1024);
+  auto slow_channel =
+      grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(), args);
+  auto slow_stub = pb::RegistryService::NewStub(slow_channel);
   pb::WatchAgentsRequest watch;
   watch.set_send_snapshot(true);
   auto ctx = Ctx(a.token);
-  auto reader = stub_->Watch(ctx.get(), watch);
+  auto reader = slow_stub->Watch(ctx.get(), watch);
   pb::AgentEvent ev;
   ASSERT_TRUE(ReadUntil(reader.get(), pb::AGENT_EVENT_TYPE_SNAPSHOT_END, &ev));
-  // The watcher stops reading; the registry goes on (large events fill the
-  // transport's window, then the watcher's 16-event buffer).
+  // The watcher stops reading; the registry goes on.
   pb::RegisterRequest big;
   (*big.mutable_metadata())["blob"] = std::string(1000, 'x');
   for (int i = 0; i < 14; ++i) {

@@ -498,6 +498,23 @@ TEST_F(RegistryTest, CrashLosesOnlyHeartbeatDataNotYetFlushed) {
   EXPECT_EQ(T(agent.last_heartbeat()), beat_time);
 }
 
+TEST_F(RegistryTest, ChunkedFlushWritesEveryDirtyAgent) {
+  std::vector<Registered> agents;
+  for (int i = 0; i < 4500; ++i) agents.push_back(Register(absl::StrCat("a", i)));
+  pb::AgentMetrics m;
+  m.set_messages_received(42);
+  clock_.Advance(absl::Milliseconds(10));
+  for (const Registered& a : agents) {
+    ASSERT_TRUE(Beat(a.id, pb::AGENT_STATUS_UNSPECIFIED, &m).ok());
+  }
+  ASSERT_TRUE(registry_->Flush().ok());  // in chunks of at most 2000
+  Crash();
+  Open();
+  for (int i = 0; i < 4500; i += 499) {
+    EXPECT_EQ(Get(agents[i].id).metrics().messages_received(), 42) << i;
+  }
+}
+
 TEST_F(RegistryTest, StatusChangesAreDurableBeforeTheReply) {
   Registered a = Register("alpha");
   ASSERT_TRUE(Beat(a.id, pb::AGENT_STATUS_BUSY).ok());

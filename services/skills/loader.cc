@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "libs/crypto/crypto.h"
 #include "libs/files/file_watcher.h"
+#include "libs/yaml/single_document.h"
 
 namespace cnet::skills {
 namespace {
@@ -352,27 +353,26 @@ void FileParser::Run() {
                        kMaxDocumentBytes, " (1 MiB)"));
     return;
   }
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(out_->source);
-  } catch (const YAML::ParserException& e) {
-    AddAt(IssueCode::kYamlSyntax, {e.mark.line + 1, e.mark.column + 1}, "",
-          absl::StrCat("YAML syntax: ", e.msg));
-    return;
-  } catch (const YAML::Exception& e) {
-    AddAt(IssueCode::kYamlSyntax, {e.mark.line + 1, e.mark.column + 1}, "",
-          absl::StrCat("YAML: ", e.msg));
+  YAML::Node root;
+  yaml::LoadError error;
+  if (!yaml::LoadSingleDocument(out_->source, &root, &error)) {
+    if (error.several_documents) {
+      AddAt(IssueCode::kSchema, {error.mark.line + 1, error.mark.column + 1}, "",
+            "one skill per file: a second YAML document starts here");
+    } else {
+      std::string message = error.message;
+      constexpr std::string_view kPrefix = "invalid YAML: ";
+      if (message.rfind(std::string(kPrefix), 0) == 0) message = message.substr(kPrefix.size());
+      AddAt(IssueCode::kYamlSyntax, {error.mark.line + 1, error.mark.column + 1}, "",
+            absl::StrCat("YAML syntax: ", message));
+    }
     return;
   }
-  if (docs.empty() || docs[0].IsNull()) {
+  if (root.IsNull()) {
     AddAt(IssueCode::kSchema, {1, 1}, "", "empty document: a skill needs name, version, "
                                           "description and steps");
     return;
   }
-  if (docs.size() > 1) {
-    Add(IssueCode::kSchema, docs[1], "", "one skill per file: a second YAML document starts here");
-  }
-  const YAML::Node& root = docs[0];
   if (!root.IsMap()) {
     Add(IssueCode::kWrongType, root, "",
         absl::StrCat("a skill is a map of fields (name, version, steps, ...), got ",

@@ -514,6 +514,11 @@ void Board::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     for (auto& [id, e] : tasks_) CancelTimers(e), clock_->Cancel(e.lease_timer);
+    for (auto& [id, e] : reservations_) {
+      clock_->Cancel(e.expiry_timer);
+      clock_->Cancel(e.warning_timer);
+    }
+    for (auto& [key, report] : reports_) clock_->Cancel(report.timer);
   }
   Flush();
   {
@@ -599,6 +604,18 @@ absl::Status Board::Load() {
       if (Notice::Parse(row.body, &n)) outbox_.push_back(std::move(n));
     }));
   }
+  CNET_RETURN_IF_ERROR(store_->ForEachReservation([&](std::string&& body) {
+    pb::Reservation r;
+    if (!r.ParseFromString(body)) return;
+    absl::StatusOr<Glob> glob = Glob::Parse(r.pattern(), "pattern");
+    if (!glob.ok()) return;
+    ResEntry& e = reservations_[r.id()];
+    e.r = std::move(r);
+    e.glob = std::move(*glob);
+    res_by_workspace_[e.r.workspace()].insert(e.r.id());
+    res_by_holder_[e.r.holder()].insert(e.r.id());
+    ArmReservationTimers(e);  // one that lapsed while down expires at once
+  }));
   CNET_ASSIGN_OR_RETURN(last_seq_, store_->MaxEventSequence());
   {
     absl::MutexLock rlock(&recent_mu_);
@@ -3591,6 +3608,24 @@ bool Board::WatchMatches(const pb::WatchTasksRequest& req, const BoardEvent& be)
         return false;
       }
   }
+  if (ev.has_reservation()) {
+    const pb::Reservation& r = ev.reservation();
+    if (req.states_size() > 0 || req.tags_size() > 0) return false;
+    if (req.task_ids_size() > 0 && !Contains(req.task_ids(), r.task_id())) return false;
+    if (!req.agent_id().empty() && r.holder() != req.agent_id()) return false;
+    if (!req.workspace().empty() && r.workspace() != req.workspace()) return false;
+    return true;
+  }
+  if (ev.has_changed_paths_conflict()) {
+    const pb::ChangedPathsConflict& c = ev.changed_paths_conflict();
+    if (req.states_size() > 0 || req.tags_size() > 0 || req.task_ids_size() > 0) return false;
+    if (!req.agent_id().empty() && c.agent_id() != req.agent_id() &&
+        c.other_agent_id() != req.agent_id()) {
+      return false;
+    }
+    if (!req.workspace().empty() && c.workspace() != req.workspace()) return false;
+    return true;
+  }
   const bool task_filters = req.task_ids_size() > 0 || req.states_size() > 0 ||
                             !req.agent_id().empty() || req.tags_size() > 0 ||
                             !req.workspace().empty();
@@ -3646,6 +3681,14 @@ std::vector<pb::TaskEvent> Board::WatchInitial(const pb::WatchTasksRequest& req,
       *be.event.mutable_task() = e.task;
       if (!WatchMatches(req, be)) continue;
       out.push_back(std::move(be.event));
+    }
+    for (const auto& [id, e] : reservations_) {
+      BoardEvent be;
+      be.event.set_sequence(seq);
+      be.event.set_type(pb::TASK_EVENT_TYPE_SNAPSHOT);
+      *be.event.mutable_time() = ToProto(now);
+      *be.event.mutable_reservation() = e.r;
+      if (WatchMatches(req, be)) out.push_back(std::move(be.event));
     }
     pb::TaskEvent end;
     end.set_sequence(seq);
@@ -3816,9 +3859,13 @@ void Board::OnAgentChange(const AgentChange& change) {
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
+    const std::string why =
+        change.reason.empty() ? absl::StrCat("holder ", change.agent_id, " is gone")
+                              : change.reason;
+    DropAgentReservations(change.agent_id, why, fx);
     auto it = loads_.find(change.agent_id);
-    if (it == loads_.end()) return;
-    std::vector<std::string> held(it->second.held.begin(), it->second.held.end());
+    std::vector<std::string> held;
+    if (it != loads_.end()) held.assign(it->second.held.begin(), it->second.held.end());
     for (const std::string& id : held) {
       Entry* e = Find(id);
       if (e == nullptr || !IsLeased(e->task.state())) continue;

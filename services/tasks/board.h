@@ -63,6 +63,7 @@
 #include "libs/stream/event_hub.h"
 #include "proto/claudenet/v1/tasks.pb.h"
 #include "services/tasks/directory.h"
+#include "services/tasks/glob.h"
 #include "services/tasks/notifier.h"
 #include "services/tasks/state_machine.h"
 #include "services/tasks/stats.h"
@@ -98,6 +99,14 @@ struct BoardOptions {
   size_t max_replay = 100000;
   // Node name stamped as origin_node.
   std::string node = "local";
+  // Path reservations: default TTL, its bounds, the "expiring soon" lead
+  // time, the per-agent cap, and how long a changed-paths report lives.
+  absl::Duration reservation_ttl = absl::Minutes(15);
+  absl::Duration min_reservation_ttl = absl::Seconds(10);
+  absl::Duration max_reservation_ttl = absl::Hours(24);
+  absl::Duration reservation_warning = absl::Minutes(2);
+  int max_reservations_per_agent = 1000;
+  absl::Duration changed_paths_ttl = absl::Hours(1);
   // Background threads for the scheduler and the notice sender. Tests set
   // false: scheduling and notices then run inline in the calling thread
   // right after the commit, deterministically.
@@ -204,6 +213,23 @@ class Board {
       const claudenet::v1::GetHistoryRequest& request);
   absl::StatusOr<claudenet::v1::GetTaskStatsResponse> Stats(
       const claudenet::v1::GetTaskStatsRequest& request);
+
+  // Path reservations (board_reservations.cc). The acting agent is
+  // resolved by the adapter (RequireActingAs) into the request's agent_id.
+  absl::StatusOr<claudenet::v1::ReserveResponse> Reserve(
+      const Actor& actor, const claudenet::v1::ReserveRequest& request);
+  absl::StatusOr<claudenet::v1::RenewReservationResponse> RenewReservation(
+      const Actor& actor, const claudenet::v1::RenewReservationRequest& request);
+  absl::StatusOr<claudenet::v1::ReleaseReservationResponse> ReleaseReservation(
+      const Actor& actor, const claudenet::v1::ReleaseReservationRequest& request);
+  absl::StatusOr<claudenet::v1::ListReservationsResponse> ListReservations(
+      const claudenet::v1::ListReservationsRequest& request);
+  absl::StatusOr<claudenet::v1::ForceReleaseResponse> ForceRelease(
+      const Actor& actor, const claudenet::v1::ForceReleaseRequest& request);
+  absl::StatusOr<claudenet::v1::CheckPathsResponse> CheckPaths(
+      const Actor& actor, const claudenet::v1::CheckPathsRequest& request);
+  absl::StatusOr<claudenet::v1::ReportChangedPathsResponse> ReportChangedPaths(
+      const Actor& actor, const claudenet::v1::ReportChangedPathsRequest& request);
 
   // Watch support. ValidateWatch checks the request; WatchInitial returns
   // the snapshot or the replay (with `*resync` set when the resume point is
@@ -322,6 +348,26 @@ class Board {
     std::vector<std::pair<ClaimDone, absl::StatusOr<claudenet::v1::ClaimResponse>>> completions;
   };
 
+  struct ResEntry {
+    claudenet::v1::Reservation r;
+    Glob glob;
+    Clock::TimerId expiry_timer = 0;
+    Clock::TimerId warning_timer = 0;
+  };
+  // A reservation that lapsed (RenewReservation then answers EXPIRED).
+  struct Lapsed {
+    std::string holder;
+    std::string workspace;
+    std::string pattern;
+  };
+  struct ChangedReport {
+    std::string base_ref;
+    std::string task_id;
+    std::set<std::string> paths;
+    absl::Time reported_at;
+    Clock::TimerId timer = 0;
+  };
+
   Board(BoardOptions options, Store* store, Clock* clock, AgentDirectory* directory,
         Notifier* notifier);
   absl::Status Load();
@@ -337,6 +383,9 @@ class Board {
                Fx& fx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitAlert(const std::vector<std::string>& caps, int64_t waiting, absl::Duration oldest,
                  Fx& fx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends a task-less event (reservations, conflicts): sequence and time
+  // are assigned here.
+  int64_t EmitEvent(claudenet::v1::TaskEvent ev, Fx& fx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddNotice(const std::string& recipient, const std::string& task_id,
                  const std::string& kind, const std::string& subject, const std::string& body,
                  bool urgent, Fx& fx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -409,6 +458,24 @@ class Board {
   absl::Status CheckNoCycle(const std::string& id, const std::vector<std::string>& deps) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AcceptanceFailure(const Entry& e, const claudenet::v1::TaskResult& result) const;
+
+  // Reservations under mu_.
+  std::string ResolveAgent(const Actor& actor, const std::string& requested) const;
+  void PutReservation(ResEntry& e, claudenet::v1::TaskEventType type, const Actor& actor,
+                      Fx& fx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropReservation(const std::string& id, claudenet::v1::TaskEventType type,
+                       const Actor& actor, const std::string& reason, Fx& fx)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ArmReservationTimers(ResEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnReservationTimer(const std::string& id, bool warning);
+  void DropAgentReservations(const std::string& agent, const std::string& reason, Fx& fx)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnReportLapse(const std::string& workspace, const std::string& agent, int64_t at_us);
+  std::vector<const ResEntry*> ReservationsIn(const std::string& workspace) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  claudenet::v1::PathCheck CheckOnePath(const std::string& workspace, const std::string& agent,
+                                        const std::string& path, const Glob& glob) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- after the lock ------------------------------------------------------
   // Commits everything appended so far up to fx.ticket, releases events and
@@ -489,6 +556,14 @@ class Board {
   std::set<std::string> alerted_capsets_ ABSL_GUARDED_BY(mu_);
   StatsRecorder stats_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Path reservations: live ones by id, their ids per workspace and per
+  // holder, recently lapsed ones (bounded), changed-path reports.
+  absl::btree_map<std::string, ResEntry> reservations_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::set<std::string>> res_by_workspace_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::set<std::string>> res_by_holder_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Lapsed> lapsed_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> lapsed_order_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, ChangedReport> reports_ ABSL_GUARDED_BY(mu_);
   // Journal: appended under mu_, taken by the committer.
   WriteBatch pending_ ABSL_GUARDED_BY(mu_);
   std::vector<BoardEventPtr> pending_events_ ABSL_GUARDED_BY(mu_);

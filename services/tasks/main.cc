@@ -92,6 +92,11 @@ int main(int argc, char** argv) {
   options.push_assignment = config.GetBool("tasks.push_assignment");
   options.sweep_interval = config.GetDuration("tasks.sweep_interval");
   options.restart_grace = config.GetDuration("tasks.restart_grace");
+  options.reservation_ttl = config.GetDuration("tasks.reservation_ttl");
+  options.reservation_warning = config.GetDuration("tasks.reservation_warning");
+  options.max_reservations_per_agent =
+      static_cast<int>(config.GetInt("tasks.max_reservations_per_agent"));
+  options.changed_paths_ttl = config.GetDuration("tasks.changed_paths_ttl");
   options.node = NodeName(config);
   options.background = true;
   // The lease bounds of the API; the configured default must lie within.

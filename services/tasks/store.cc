@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/status/macros.h"
+#include "proto/claudenet/v1/tasks.pb.h"
 
 namespace cnet::tasks {
 namespace {
@@ -15,10 +16,6 @@ namespace {
 const std::vector<std::string>& Migrations() {
   static const std::vector<std::string>* const migrations = new std::vector<std::string>{
       R"sql(
--- Rows carry a ~1 KB blob, so a rowid table (not WITHOUT ROWID). The
--- service reads every task at start and keeps them in memory; no secondary
--- index is needed for its own queries, and each would cost a page write per
--- change.
 CREATE TABLE tasks (
   id TEXT PRIMARY KEY,
   state INTEGER NOT NULL,
@@ -29,7 +26,9 @@ CREATE TABLE tasks (
   updated_us INTEGER NOT NULL,
   history_len INTEGER NOT NULL,
   body BLOB NOT NULL
-);
+) WITHOUT ROWID;
+CREATE INDEX tasks_by_state ON tasks(state);
+CREATE INDEX tasks_by_parent ON tasks(parent_id);
 CREATE TABLE dependencies (
   task_id TEXT NOT NULL,
   depends_on TEXT NOT NULL,
@@ -83,15 +82,66 @@ CREATE TABLE notices (
   body BLOB NOT NULL
 ) WITHOUT ROWID;
 )sql",
+      // 2: rows carry a ~1 KB blob, so a rowid table (WITHOUT ROWID suits
+      // small rows); the service reads every task at start and keeps them in
+      // memory, so no secondary index is needed, and each cost a page write
+      // per change. (Idempotent for either earlier shape of the table.)
+      R"sql(
+CREATE TABLE tasks_v2 (
+  id TEXT PRIMARY KEY,
+  state INTEGER NOT NULL,
+  creator TEXT NOT NULL,
+  parent_id TEXT NOT NULL,
+  assignee TEXT NOT NULL,
+  created_us INTEGER NOT NULL,
+  updated_us INTEGER NOT NULL,
+  history_len INTEGER NOT NULL,
+  body BLOB NOT NULL
+);
+INSERT INTO tasks_v2 (id, state, creator, parent_id, assignee, created_us, updated_us,
+                      history_len, body)
+  SELECT id, state, creator, parent_id, assignee, created_us, updated_us, history_len, body
+  FROM tasks;
+DROP TABLE tasks;
+ALTER TABLE tasks_v2 RENAME TO tasks;
+)sql",
+      // 3: path reservations.
+      R"sql(
+CREATE TABLE reservations (
+  id TEXT PRIMARY KEY,
+  workspace TEXT NOT NULL,
+  holder TEXT NOT NULL,
+  expires_us INTEGER NOT NULL,
+  body BLOB NOT NULL
+);
+)sql",
   };
   return *migrations;
+}
+
+// Indexed columns of a stored reservation (for inspection with sqlite3).
+struct ReservationColumns {
+  std::string workspace;
+  std::string holder;
+  int64_t expires_us = 0;
+};
+ReservationColumns ReservationColumnsOf(const std::string& body) {
+  claudenet::v1::Reservation r;
+  ReservationColumns c;
+  if (r.ParseFromString(body)) {
+    c.workspace = r.workspace();
+    c.holder = r.holder();
+    c.expires_us = r.expires_at().seconds() * 1000000 + r.expires_at().nanos() / 1000;
+  }
+  return c;
 }
 
 }  // namespace
 
 bool WriteBatch::empty() const {
   return tasks.empty() && dependencies.empty() && history.empty() && leases.empty() &&
-         idempotency.empty() && events.empty() && notices.empty() && notices_done.empty();
+         idempotency.empty() && events.empty() && notices.empty() && notices_done.empty() &&
+         reservations.empty() && reservations_deleted.empty();
 }
 
 void WriteBatch::Merge(WriteBatch&& later) {
@@ -110,6 +160,14 @@ void WriteBatch::Merge(WriteBatch&& later) {
   append(events, later.events);
   append(notices, later.notices);
   append(notices_done, later.notices_done);
+  for (auto& [id, body] : later.reservations) {
+    reservations_deleted.erase(id);
+    reservations[id] = std::move(body);
+  }
+  for (const std::string& id : later.reservations_deleted) {
+    reservations.erase(id);
+    reservations_deleted.insert(id);
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options) {
@@ -270,6 +328,39 @@ absl::Status Store::ApplyLocked(const WriteBatch& batch) {
       del->Bind(1, id);
       CNET_RETURN_IF_ERROR(del->Run());
     }
+  }
+  if (!batch.reservations.empty()) {
+    CNET_ASSIGN_OR_RETURN(
+        sqlite::Statement * put,
+        db->Cached("INSERT OR REPLACE INTO reservations (id, workspace, holder, expires_us, body) "
+                   "VALUES (?,?,?,?,?)"));
+    for (const auto& [id, body] : batch.reservations) {
+      ReservationColumns c = ReservationColumnsOf(body);
+      put->Reset();
+      put->Bind(1, id).Bind(2, c.workspace).Bind(3, c.holder).Bind(4, c.expires_us)
+          .BindBlob(5, body);
+      CNET_RETURN_IF_ERROR(put->Run());
+    }
+  }
+  if (!batch.reservations_deleted.empty()) {
+    CNET_ASSIGN_OR_RETURN(sqlite::Statement * del,
+                          db->Cached("DELETE FROM reservations WHERE id = ?"));
+    for (const std::string& id : batch.reservations_deleted) {
+      del->Reset();
+      del->Bind(1, id);
+      CNET_RETURN_IF_ERROR(del->Run());
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::ForEachReservation(const std::function<void(std::string&&)>& fn) {
+  CNET_ASSIGN_OR_RETURN(sqlite::Statement q,
+                        writer_->Prepare("SELECT body FROM reservations ORDER BY id"));
+  while (true) {
+    CNET_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    fn(q.ColumnText(0));
   }
   return absl::OkStatus();
 }

@@ -3,8 +3,9 @@
 // Tables: tasks (one row per task; the full claudenet.v1.Task as a blob plus
 // indexed columns), dependencies (edges), history (every transition), leases
 // (every lease ever granted, for fencing), idempotency (creator-scoped keys),
-// events (the retained tail of the Watch log) and notices (MACS notifications
-// not yet handed to the gateway: the outbox).
+// events (the retained tail of the Watch log), notices (MACS notifications
+// not yet handed to the gateway: the outbox) and reservations (live path
+// reservations).
 //
 // Writes arrive as WriteBatch objects assembled by the board's journal and
 // are applied in ONE transaction each (group commit: many acknowledged
@@ -22,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -107,6 +109,10 @@ struct WriteBatch {
   std::vector<EventRow> events;
   std::vector<NoticeRow> notices;
   std::vector<std::string> notices_done;
+  // Path reservations: id -> serialized claudenet.v1.Reservation, and ids
+  // to delete (released or expired).
+  std::map<std::string, std::string> reservations;
+  std::set<std::string> reservations_deleted;
 
   bool empty() const;
   // Appends `later` (which happened after everything in *this).
@@ -139,6 +145,8 @@ class Store {
   absl::Status ForEachLease(const std::function<void(LeaseRow&&)>& fn);
   absl::Status ForEachIdempotencyKey(const std::function<void(IdempotencyRow&&)>& fn);
   absl::Status ForEachNotice(const std::function<void(NoticeRow&&)>& fn);
+  // Serialized claudenet.v1.Reservation of every stored reservation.
+  absl::Status ForEachReservation(const std::function<void(std::string&&)>& fn);
   // History rows with time_us >= since (for statistics), in order.
   absl::Status ForEachHistorySince(int64_t since_us,
                                    const std::function<void(HistoryRow&&)>& fn);

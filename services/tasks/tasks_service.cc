@@ -51,6 +51,9 @@ grpc::Status Answer(grpc::ServerContextBase* ctx, const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   auto detail = status.GetPayload(kErrorDetailUrl);
   if (detail.has_value()) ctx->AddTrailingMetadata("claudenet-error-bin", std::string(*detail));
+  if (status.code() == absl::StatusCode::kResourceExhausted) {
+    ctx->AddTrailingMetadata("claudenet-retry-after-ms", "1000");
+  }
   return ToGrpcStatus(status);
 }
 
@@ -311,6 +314,75 @@ grpc::Status TaskServiceImpl::GetStats(grpc::ServerContext* ctx,
                                        const pb::GetTaskStatsRequest* req,
                                        pb::GetTaskStatsResponse* resp) {
   return Serve(ctx, ActorOf(ctx), resp, [&](const Actor&) { return board_->Stats(*req); });
+}
+
+grpc::Status TaskServiceImpl::Reserve(grpc::ServerContext* ctx, const pb::ReserveRequest* req,
+                                      pb::ReserveResponse* resp) {
+  std::string agent = req->agent_id();
+  absl::StatusOr<Actor> who = ActingAs(ctx, &agent);
+  return Serve(ctx, who, resp, [&](const Actor& a) {
+    pb::ReserveRequest resolved = *req;
+    resolved.set_agent_id(agent);
+    return board_->Reserve(a, resolved);
+  });
+}
+
+grpc::Status TaskServiceImpl::RenewReservation(grpc::ServerContext* ctx,
+                                               const pb::RenewReservationRequest* req,
+                                               pb::RenewReservationResponse* resp) {
+  std::string agent = req->agent_id();
+  absl::StatusOr<Actor> who = ActingAs(ctx, &agent);
+  return Serve(ctx, who, resp, [&](const Actor& a) {
+    pb::RenewReservationRequest resolved = *req;
+    resolved.set_agent_id(agent);
+    return board_->RenewReservation(a, resolved);
+  });
+}
+
+grpc::Status TaskServiceImpl::ReleaseReservation(grpc::ServerContext* ctx,
+                                                 const pb::ReleaseReservationRequest* req,
+                                                 pb::ReleaseReservationResponse* resp) {
+  std::string agent = req->agent_id();
+  absl::StatusOr<Actor> who = ActingAs(ctx, &agent);
+  return Serve(ctx, who, resp, [&](const Actor& a) {
+    pb::ReleaseReservationRequest resolved = *req;
+    resolved.set_agent_id(agent);
+    return board_->ReleaseReservation(a, resolved);
+  });
+}
+
+grpc::Status TaskServiceImpl::ListReservations(grpc::ServerContext* ctx,
+                                               const pb::ListReservationsRequest* req,
+                                               pb::ListReservationsResponse* resp) {
+  return Serve(ctx, ActorOf(ctx), resp,
+               [&](const Actor&) { return board_->ListReservations(*req); });
+}
+
+grpc::Status TaskServiceImpl::ForceRelease(grpc::ServerContext* ctx,
+                                           const pb::ForceReleaseRequest* req,
+                                           pb::ForceReleaseResponse* resp) {
+  absl::StatusOr<auth::Principal> admin = auth::RequireAdmin(ctx);
+  if (!admin.ok()) return Answer(ctx, admin.status());
+  return Serve(ctx, ActorOf(ctx), resp,
+               [&](const Actor& a) { return board_->ForceRelease(a, *req); });
+}
+
+grpc::Status TaskServiceImpl::CheckPaths(grpc::ServerContext* ctx,
+                                         const pb::CheckPathsRequest* req,
+                                         pb::CheckPathsResponse* resp) {
+  return Serve(ctx, ActorOf(ctx), resp, [&](const Actor& a) { return board_->CheckPaths(a, *req); });
+}
+
+grpc::Status TaskServiceImpl::ReportChangedPaths(grpc::ServerContext* ctx,
+                                                 const pb::ReportChangedPathsRequest* req,
+                                                 pb::ReportChangedPathsResponse* resp) {
+  std::string agent = req->agent_id();
+  absl::StatusOr<Actor> who = ActingAs(ctx, &agent);
+  return Serve(ctx, who, resp, [&](const Actor& a) {
+    pb::ReportChangedPathsRequest resolved = *req;
+    resolved.set_agent_id(agent);
+    return board_->ReportChangedPaths(a, resolved);
+  });
 }
 
 grpc::ServerWriteReactor<pb::TaskEvent>* TaskServiceImpl::Watch(

@@ -3,10 +3,7 @@
 // ErrorDetail in the `claudenet-error-bin` trailer). No business logic.
 //
 // Claim (long-poll) and Watch (server stream) use the callback API so a
-// waiting caller holds no thread. The path-reservation rpcs (Reserve,
-// RenewReservation, ReleaseReservation, ListReservations, ForceRelease,
-// CheckPaths, ReportChangedPaths) belong to a later issue and answer
-// UNIMPLEMENTED.
+// waiting caller holds no thread.
 #ifndef CNET_SERVICES_TASKS_TASKS_SERVICE_H_
 #define CNET_SERVICES_TASKS_TASKS_SERVICE_H_
 
@@ -75,6 +72,25 @@ class TaskServiceImpl final
       grpc::CallbackServerContext* ctx, const claudenet::v1::WatchTasksRequest* req) override;
   grpc::Status GetStats(grpc::ServerContext* ctx, const claudenet::v1::GetTaskStatsRequest* req,
                         claudenet::v1::GetTaskStatsResponse* resp) override;
+  grpc::Status Reserve(grpc::ServerContext* ctx, const claudenet::v1::ReserveRequest* req,
+                       claudenet::v1::ReserveResponse* resp) override;
+  grpc::Status RenewReservation(grpc::ServerContext* ctx,
+                                const claudenet::v1::RenewReservationRequest* req,
+                                claudenet::v1::RenewReservationResponse* resp) override;
+  grpc::Status ReleaseReservation(grpc::ServerContext* ctx,
+                                  const claudenet::v1::ReleaseReservationRequest* req,
+                                  claudenet::v1::ReleaseReservationResponse* resp) override;
+  grpc::Status ListReservations(grpc::ServerContext* ctx,
+                                const claudenet::v1::ListReservationsRequest* req,
+                                claudenet::v1::ListReservationsResponse* resp) override;
+  grpc::Status ForceRelease(grpc::ServerContext* ctx,
+                            const claudenet::v1::ForceReleaseRequest* req,
+                            claudenet::v1::ForceReleaseResponse* resp) override;
+  grpc::Status CheckPaths(grpc::ServerContext* ctx, const claudenet::v1::CheckPathsRequest* req,
+                          claudenet::v1::CheckPathsResponse* resp) override;
+  grpc::Status ReportChangedPaths(grpc::ServerContext* ctx,
+                                  const claudenet::v1::ReportChangedPathsRequest* req,
+                                  claudenet::v1::ReportChangedPathsResponse* resp) override;
 
  private:
   Board* const board_;

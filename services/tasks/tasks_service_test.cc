@@ -1,6 +1,7 @@
 // Adapter tests over a real channel (server on 127.0.0.1, port 0): the main
-// flows, long-poll Claim, Watch, credentials, and every bad input of the
-// issue with its status code, its ErrorDetail reason, and nothing stored.
+// flows, long-poll Claim, Watch, reservations, credentials, and every bad
+// input of the issue with its status code, its ErrorDetail reason, and
+// nothing stored.
 #include "services/tasks/tasks_service.h"
 
 #include <stdlib.h>
@@ -476,11 +477,56 @@ TEST_F(TasksServiceTest, WatchStreamsSnapshotThenLiveEventsAndResumes) {
   EXPECT_EQ(bad->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_F(TasksServiceTest, ReservationRpcsAreNotImplementedYet) {
+TEST_F(TasksServiceTest, ReservationsOverTheWire) {
   pb::ReserveRequest req;
+  req.set_workspace("github.com/org/repo");
+  req.add_patterns("src/**");
   pb::ReserveResponse resp;
-  EXPECT_EQ(stub_->Reserve(Ctx("tok-a1").get(), req, &resp).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+  ASSERT_TRUE(stub_->Reserve(Ctx("tok-a1").get(), req, &resp).ok());
+  ASSERT_EQ(resp.results(0).outcome(), pb::PATH_OUTCOME_OK);
+
+  // A conflicting exclusive reservation: FAILED_PRECONDITION, the holder in
+  // the message and every conflict in the ErrorDetail.
+  pb::ReserveRequest other = req;
+  other.set_patterns(0, "src/main.cc");
+  auto ctx = Ctx("tok-a2");
+  grpc::Status s = stub_->Reserve(ctx.get(), other, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("a1"), std::string::npos) << s.error_message();
+  auto md = ctx->GetServerTrailingMetadata();
+  auto it = md.find("claudenet-error-bin");
+  ASSERT_NE(it, md.end());
+  pb::ErrorDetail detail;
+  ASSERT_TRUE(detail.ParseFromString(std::string(it->second.data(), it->second.size())));
+  EXPECT_EQ(detail.reason(), "RESERVATION_CONFLICT");
+  ASSERT_EQ(detail.conflicts_size(), 1);
+  EXPECT_EQ(detail.conflicts(0).holder(), "a1");
+
+  // Acting for another agent, or force-releasing without admin: refused.
+  pb::ReserveRequest as_other = other;
+  as_other.set_agent_id("a1");
+  EXPECT_EQ(stub_->Reserve(Ctx("tok-a2").get(), as_other, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  pb::ForceReleaseRequest force;
+  force.set_holder("a1");
+  force.set_reason("cleanup");
+  pb::ForceReleaseResponse fr;
+  EXPECT_EQ(stub_->ForceRelease(Ctx("tok-a2").get(), force, &fr).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  pb::CheckPathsRequest check;
+  check.set_workspace("github.com/org/repo");
+  check.add_paths("src/main.cc");
+  pb::CheckPathsResponse cr;
+  ASSERT_TRUE(stub_->CheckPaths(Ctx("tok-a2").get(), check, &cr).ok());
+  EXPECT_FALSE(cr.allowed());
+  EXPECT_EQ(cr.results(0).verdict(), pb::PATH_VERDICT_RESERVED_BY_OTHER);
+
+  ASSERT_TRUE(stub_->ForceRelease(Ctx("admin-cred").get(), force, &fr).ok());
+  EXPECT_EQ(fr.released_count(), 1);
+  pb::ListReservationsResponse lr;
+  ASSERT_TRUE(stub_->ListReservations(Ctx("tok-a2").get(), pb::ListReservationsRequest(), &lr).ok());
+  EXPECT_EQ(lr.reservations_size(), 0);
 }
 
 }  // namespace

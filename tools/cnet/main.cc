@@ -3,6 +3,7 @@
 // lives in its own unit (suite.cc, config_cmd.cc, ...).
 #include <CLI/CLI.hpp>
 
+#include "tools/cnet/agent.h"
 #include "tools/cnet/cli.h"
 
 int main(int argc, char** argv) {
@@ -23,11 +24,16 @@ int main(int argc, char** argv) {
   cnet::cli::AddSuiteCommands(&app, &g);
   cnet::cli::AddConfigCommands(&app, &g);
   cnet::cli::AddCallCommands(&app, &g);
+  cnet::cli::AgentCommands agent(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : cnet::cli::kExitUsage;
+  }
+  if (agent.parsed()) {
+    return agent.Run(g.config(), g.load_options().home_dir, absl::Seconds(g.timeout_seconds),
+                     g.json);
   }
   return g.exit_code;
 }

@@ -126,6 +126,14 @@ Percentiles Measure(int n, Fn fn) {
   return p;
 }
 
+// CPU seconds (user + system) of the whole process: client and server
+// threads together in the gRPC phases.
+double ProcessCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 double LoadAverage() {
   std::ifstream in("/proc/loadavg");
   double load = 0;
@@ -361,13 +369,16 @@ int Run(const Flags& flags) {
         count += n;
       });
     }
+    double cpu0 = ProcessCpuSeconds();
     absl::Time t0 = absl::Now();
     absl::SleepFor(absl::Seconds(flags.seconds));
     stop = true;
     for (auto& th : threads) th.join();
     double secs = absl::ToDoubleSeconds(absl::Now() - t0);
-    std::printf("  unary Heartbeat: %.0f/s sustained (%d client threads, %.1f s)\n",
-                count / secs, flags.grpc_threads, secs);
+    double cpu = ProcessCpuSeconds() - cpu0;
+    std::printf("  unary Heartbeat: %.0f/s sustained (%d client threads, %.1f s); %.1f us of "
+                "CPU each, client and server together\n",
+                count / secs, flags.grpc_threads, secs, 1e6 * cpu / count);
   }
   {
     // HeartbeatStream: one stream per agent, each waiting for its answer.
@@ -393,13 +404,16 @@ int Run(const Flags& flags) {
         count += n;
       });
     }
+    double cpu0 = ProcessCpuSeconds();
     absl::Time t0 = absl::Now();
     absl::SleepFor(absl::Seconds(flags.seconds));
     stop = true;
     for (auto& th : threads) th.join();
     double secs = absl::ToDoubleSeconds(absl::Now() - t0);
-    std::printf("  HeartbeatStream: %.0f/s sustained (%d streams, %.1f s)\n", count / secs,
-                streams, secs);
+    double cpu = ProcessCpuSeconds() - cpu0;
+    std::printf("  HeartbeatStream: %.0f/s sustained (%d streams, %.1f s); %.1f us of CPU each, "
+                "client and server together\n",
+                count / secs, streams, secs, 1e6 * cpu / count);
   }
   const std::string& credential = tokens[0];
   Print("FindAgents(1 capability, ~15k agents), limit 10", Measure(q, [&](int i) {
