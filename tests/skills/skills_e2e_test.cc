@@ -66,6 +66,39 @@ class Suite {
     std::filesystem::remove_all(root_, ec);
   }
 
+  const std::string& root() const { return root_; }
+
+  // Runs `args` (argv[0] a runfile path) with the suite's environment and
+  // returns (exit code, stdout).
+  std::pair<int, std::string> RunTool(std::vector<std::string> args) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings;
+    for (const auto& [k, v] : env_) env_strings.push_back(k + "=" + v);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    int out[2];
+    EXPECT_EQ(::pipe(out), 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    posix_spawn_file_actions_addclose(&actions, out[0]);
+    pid_t pid = 0;
+    EXPECT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(out[1]);
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(out[0], buf, sizeof(buf))) > 0) text.append(buf, static_cast<size_t>(n));
+    ::close(out[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
+  }
+
   // Starts `binary` (under services/) and returns its address.
   std::string Start(const std::string& name, const std::string& binary,
                     const std::string& address_key) {
@@ -331,6 +364,28 @@ TEST_F(SkillsEndToEndTest, DelegateWaitsForARealWorker) {
   EXPECT_EQ(Str(run.run(), "state"), "COMPLETED");
   EXPECT_EQ(Str(run.run(), "summary"), "done by wendy");
   EXPECT_EQ(Num(run.run(), "announced_to"), 4);
+}
+
+TEST_F(SkillsEndToEndTest, CnetSkillCommands) {
+  std::string file = suite_->root() + "/mine.yaml";
+  std::ofstream(file) << "name: mine\nversion: 1.0.0\ndescription: d\nsteps:\n  - id: s\n"
+                         "    action: lgo\n";
+  std::string cnet = Runfile("tools/cnet/cnet");
+  auto [code, out] =
+      suite_->RunTool({cnet, "--token", (*tokens_)["alice"], "skill", "validate", file});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find(file + ":6:13: unknown action \"lgo\" (did you mean \"log\"?)"),
+            std::string::npos)
+      << out;
+  auto [run_code, run_out] = suite_->RunTool(
+      {cnet, "--token", (*tokens_)["alice"], "skill", "run", "ping", "-i", "message=from cli"});
+  EXPECT_EQ(run_code, 0) << run_out;
+  EXPECT_NE(run_out.find("SUCCEEDED"), std::string::npos) << run_out;
+  EXPECT_NE(run_out.find("\"echo\":\"from cli\""), std::string::npos) << run_out;
+  auto [list_code, list_out] =
+      suite_->RunTool({cnet, "--token", (*tokens_)["alice"], "skill", "list", "--category", "meta"});
+  EXPECT_EQ(list_code, 0);
+  EXPECT_NE(list_out.find("delegate_and_announce"), std::string::npos) << list_out;
 }
 
 }  // namespace

@@ -68,6 +68,7 @@ int ReportError(const Globals& g, const std::string& what, const grpc::Status& s
 void AddSuiteCommands(CLI::App* app, Globals* g);
 void AddConfigCommands(CLI::App* app, Globals* g);
 void AddCallCommands(CLI::App* app, Globals* g);
+void AddSkillCommands(CLI::App* app, Globals* g);
 
 }  // namespace cnet::cli
 

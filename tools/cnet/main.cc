@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   cnet::cli::AddSuiteCommands(&app, &g);
   cnet::cli::AddConfigCommands(&app, &g);
   cnet::cli::AddCallCommands(&app, &g);
+  cnet::cli::AddSkillCommands(&app, &g);
   cnet::cli::AgentCommands agent(&app);
   try {
     app.parse(argc, argv);
