@@ -198,7 +198,9 @@ TEST_F(LibraryTest, NetworkOnboardingWalksANewAgentIn) {
   EXPECT_EQ(bed_.net().Inbox("carol").back().message().subject(), "dave joined the network");
   // Every call acted as the agent running the skill.
   for (const std::string& call : bed_.net().Calls()) {
-    if (call.rfind("CreateTask", 0) != 0) EXPECT_EQ(call.substr(call.find(' ') + 1), "dave");
+    if (call.rfind("CreateTask", 0) != 0) {
+      EXPECT_EQ(call.substr(call.find(' ') + 1), "dave");
+    }
   }
 }
 

@@ -5,8 +5,8 @@
 // RunSkill SYNC in a loop, each as its own agent. MACS/Registry/Tasks are
 // the in-memory stand-ins; the trivial skill does not call them.
 //
-//   bazel run -c opt //services/skills/bench:skills_bench -- \
-//       --parallel=50 --seconds=10 --steps=1
+//   bazel run -c opt //services/skills/bench:skills_bench --
+//       --parallel=50 --seconds=10 --steps=1   (one line)
 //
 // Prints runs/s, client latency percentiles, and the engine's per-step
 // overhead (step wall time beyond the action's own time, from
