@@ -321,7 +321,12 @@ TEST_F(SkillServiceTest, CancelRunOnlyByItsCallerOrAdmin) {
   ASSERT_TRUE(stub_->CancelRun(Ctx().get(), req, &resp).ok());
   EXPECT_EQ(resp.run().state(), pb::RUN_STATE_CANCELLED);
   EXPECT_EQ(resp.run().error().message(), "run cancelled by alice: changed my mind");
-  EXPECT_EQ(resp.run().steps(0).state(), pb::STEP_STATE_CANCELLED);
+  // The async run may not have started its step yet when the cancel lands:
+  // the step is then SKIPPED, else CANCELLED mid-run (the engine tests cover
+  // that case deterministically); it never runs to completion.
+  EXPECT_TRUE(resp.run().steps(0).state() == pb::STEP_STATE_CANCELLED ||
+              resp.run().steps(0).state() == pb::STEP_STATE_SKIPPED)
+      << resp.run().steps(0).ShortDebugString();
   EXPECT_EQ(stub_->CancelRun(Ctx().get(), req, &resp).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
   req.set_run_id("run-unknown");
