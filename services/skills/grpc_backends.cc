@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/auth/auth.h"
 #include "libs/status/grpc_status.h"
-#include "services/skills/message_signing.h"
+#include "services/macs-gateway/canonical.h"
 
 namespace cnet::skills {
 
@@ -41,7 +41,9 @@ absl::Status GrpcBackends::Send(const CallContext& ctx, const pb::SendRequest& r
   if (m->sender().empty()) m->set_sender(ctx.agent_id);
   if (!m->has_created_at()) m->mutable_created_at()->set_seconds(absl::ToUnixSeconds(clock_->Now()));
   if (options_.sign_messages && !options_.shared_secret.empty()) {
-    m->set_signature(SignMessage(*m, options_.shared_secret));
+    absl::StatusOr<std::string> signature = macs::SignMessage(*m, options_.shared_secret);
+    if (!signature.ok()) return signature.status();
+    m->set_signature(*signature);
   }
   auto c = Context(ctx);
   return Done("macs", macs_->Send(c.get(), signed_req, resp));

@@ -1,15 +1,12 @@
 """Helpers for tests that run the real macs-gateway binary.
 
 - The CNET-MSG-V1 canonical encoding and its HMAC, written from the doc
-  (docs/macs.md, macs.proto) with the standard library only.
+  with the standard library only (examples/python/claudenet_signing.py).
 - Python message classes generated at test time with /usr/bin/protoc, and
   plain grpc calls by method path (no generated stubs needed).
 - The real registry binary and the gateway binary on free ports, with
   agents registered through the registry's Register rpc (real tokens).
 """
-import hashlib
-import hmac
-import json
 import os
 import signal
 import subprocess
@@ -25,42 +22,10 @@ SERVICE = "svc-cred-py"
 ADMIN = "admin-cred-py"
 
 
-# --- CNET-MSG-V1, from the documentation ---------------------------------
+# --- CNET-MSG-V1: the example client's stdlib-only implementation --------
 
-def canonical_json(obj):
-    """RFC 8785 for the JSON subset used here (ints, strings, bools, null,
-    lists, objects with BMP keys): what the doc says equals json.dumps."""
-    def fix(v):
-        if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53:
-            return int(v)
-        if isinstance(v, dict):
-            return {k: fix(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [fix(x) for x in v]
-        return v
-    return json.dumps(fix(obj if obj is not None else {}), sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=False)
-
-
-def field(x):
-    b = x.encode("utf-8")
-    return str(len(b)).encode() + b":" + b + b"\n"
-
-
-def canonical_bytes(id, sender, recipient, type, subject, body, payload, priority,
-                    created_at, ttl_seconds, correlation_id, reply_to, origin_node):
-    parts = [id, sender, recipient, str(type), subject, body, canonical_json(payload),
-             str(priority), created_at, str(ttl_seconds), correlation_id, reply_to,
-             origin_node]
-    return b"CNET-MSG-V1\n" + b"".join(field(p) for p in parts)
-
-
-def sign(key, data):
-    return hmac.new(key.encode("utf-8"), data, hashlib.sha256).hexdigest()
-
-
-def rfc3339(seconds):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+sys.path.insert(0, os.path.join(RUNFILES, "examples/python"))
+from claudenet_signing import canonical_bytes, canonical_json, rfc3339, sign  # noqa: E402,F401
 
 
 # --- generated messages and calls -----------------------------------------
