@@ -21,6 +21,22 @@ bool ValidKey(const std::string& key) {
   return true;
 }
 
+std::string NodeKey(const std::string& node) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : node) {
+    if (c < 0x20 || c == 0x7f || c == '.' || c == '$' || c == '#' || c == '[' || c == ']' ||
+        c == '/' || c == '%') {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 std::string EnumWord(const std::string& enum_name, const std::string& prefix) {
   std::string s = enum_name;
   if (absl::StartsWith(s, prefix)) s = s.substr(prefix.size());

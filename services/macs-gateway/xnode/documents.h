@@ -27,6 +27,10 @@ inline constexpr size_t kMaxDocumentBytes = 512 << 10;
 // Firebase keys may not contain . $ # [ ] / or control characters.
 bool ValidKey(const std::string& key);
 
+// A node name as a database key: '.', '$', '#', '[', ']', '/', '%' and
+// control bytes become %XX (the message path's EscapeKey does the same).
+std::string NodeKey(const std::string& node);
+
 // "AGENT_STATUS_ONLINE" -> "online".
 std::string EnumWord(const std::string& enum_name, const std::string& prefix);
 

@@ -19,7 +19,7 @@ RemoteTasks::~RemoteTasks() { Stop(); }
 void RemoteTasks::Start() {
   cleaner_ = std::make_unique<Worker>();
   tasks_stream_ = kv_->Listen("tasks", [this](const KvEvent& ev) { OnTasksEvent(ev); });
-  results_stream_ = kv_->Listen("task_results/" + options_.node,
+  results_stream_ = kv_->Listen("task_results/" + NodeKey(options_.node),
                                 [this](const KvEvent& ev) { OnResultsEvent(ev); });
 }
 
@@ -105,7 +105,7 @@ absl::StatusOr<TaskOpResult> RemoteTasks::Submit(TaskOp op) {
     pending_[op.op_id] = pending;
     ++stats_.ops_sent;
   }
-  const std::string op_path = "task_ops/" + owner + "/" + op.op_id;
+  const std::string op_path = "task_ops/" + NodeKey(owner) + "/" + op.op_id;
   absl::Status s = kv_->Put(op_path, ToJson(TaskOpDocument(op)));
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
@@ -129,27 +129,27 @@ absl::StatusOr<TaskOpResult> RemoteTasks::Submit(TaskOp op) {
 }
 
 void RemoteTasks::OnResultsEvent(const KvEvent& ev) {
-  if (ev.type == KvEvent::Type::kReset) return;
-  auto data = ParseJson(ev.data, kMaxDocumentBytes);
-  if (!data.ok()) {
+  std::vector<std::string> cleanup;
+  {
     absl::MutexLock lock(&mu_);
-    ++stats_.rejected;
-    return;
-  }
-  std::vector<std::pair<std::string, JsonValue>> docs;
-  std::vector<std::string> base = SplitPath(ev.path);
-  if (base.empty() && data->kind_case() == JsonValue::kStructValue) {
-    for (const auto& [id, doc] : data->struct_value().fields()) {
-      if (SplitPath(id).size() == 1) docs.emplace_back(id, doc);
+    auto touched = results_.Apply(ev);
+    if (!touched.ok()) {
+      ++stats_.rejected;
+      return;
     }
-  } else if (base.size() == 1) {
-    docs.emplace_back(base[0], *data);
-  }
-  for (auto& [id, doc] : docs) {
-    if (IsNull(doc)) continue;
-    absl::StatusOr<TaskOpResult> r = TaskOpResultFromDocument(doc, id);
-    {
-      absl::MutexLock lock(&mu_);
+    if (ev.type == KvEvent::Type::kReset) return;
+    std::set<std::string> ids = *touched;
+    if (ids.count("*") > 0) {
+      ids.clear();
+      const JsonValue& root = results_.root();
+      if (root.kind_case() == JsonValue::kStructValue) {
+        for (const auto& [id, doc] : root.struct_value().fields()) ids.insert(id);
+      }
+    }
+    for (const std::string& id : ids) {
+      const JsonValue* doc = results_.Get({id});
+      if (doc == nullptr || IsNull(*doc)) continue;
+      absl::StatusOr<TaskOpResult> r = TaskOpResultFromDocument(*doc, id);
       auto it = pending_.find(id);
       if (!r.ok()) {
         ++stats_.rejected;
@@ -162,8 +162,11 @@ void RemoteTasks::OnResultsEvent(const KvEvent& ev) {
         pending_.erase(it);
         ++stats_.ops_answered;
       }
+      cleanup.push_back(id);
     }
-    cleaner_->Post([this, path = "task_results/" + options_.node + "/" + id] {
+  }
+  for (const std::string& id : cleanup) {
+    cleaner_->Post([this, path = "task_results/" + NodeKey(options_.node) + "/" + id] {
       (void)kv_->Put(path, "null");
     });
   }

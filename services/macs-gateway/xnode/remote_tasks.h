@@ -75,6 +75,7 @@ class RemoteTasks {
 
   mutable absl::Mutex mu_;
   JsonTree tasks_ ABSL_GUARDED_BY(mu_);
+  JsonTree results_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Pending>> pending_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
 

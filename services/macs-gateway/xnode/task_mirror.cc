@@ -2,6 +2,8 @@
 
 #include <glog/logging.h>
 
+#include <set>
+
 #include "libs/auth/auth.h"
 
 namespace cnet::federation {
@@ -20,7 +22,7 @@ void TaskMirror::Start() {
   publisher_ = std::make_unique<Worker>();
   executor_ = std::make_unique<Worker>();
   ops_stream_ =
-      kv_->Listen("task_ops/" + options_.node, [this](const KvEvent& ev) { OnOpEvent(ev); });
+      kv_->Listen("task_ops/" + NodeKey(options_.node), [this](const KvEvent& ev) { OnOpEvent(ev); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
 }
 
@@ -116,40 +118,46 @@ void TaskMirror::Publish(const pb::Task& task) {
 }
 
 void TaskMirror::OnOpEvent(const KvEvent& ev) {
-  if (ev.type == KvEvent::Type::kReset) return;
-  auto data = ParseJson(ev.data, kMaxDocumentBytes);
-  if (!data.ok()) {
-    absl::MutexLock lock(&mu_);
-    ++stats_.ops_malformed;
-    LOG(WARNING) << "task ops: event at " << ev.path << " rejected: " << data.status().message();
-    return;
-  }
-  // Collect (op id -> document) from a put at "/", a put at "/<op>", or a
-  // patch whose keys are op ids.
   std::vector<std::pair<std::string, JsonValue>> docs;
-  std::vector<std::string> base = SplitPath(ev.path);
-  if (ev.type == KvEvent::Type::kPut && base.empty()) {
-    if (data->kind_case() == JsonValue::kStructValue) {
-      for (const auto& [id, doc] : data->struct_value().fields()) docs.emplace_back(id, doc);
+  {
+    absl::MutexLock lock(&mu_);
+    auto touched = ops_.Apply(ev);
+    if (!touched.ok()) {
+      ++stats_.ops_malformed;
+      LOG(WARNING) << "task ops: event at " << ev.path << " rejected: "
+                   << touched.status().message();
+      return;
     }
-  } else if (ev.type == KvEvent::Type::kPut && base.size() == 1) {
-    docs.emplace_back(base[0], *data);
-  } else if (ev.type == KvEvent::Type::kPatch && base.empty() &&
-             data->kind_case() == JsonValue::kStructValue) {
-    for (const auto& [id, doc] : data->struct_value().fields()) {
-      if (SplitPath(id).size() == 1) docs.emplace_back(id, doc);
+    if (ev.type == KvEvent::Type::kReset) return;  // the full put follows
+    std::set<std::string> ids = *touched;
+    if (ids.count("*") > 0) {
+      ids.clear();
+      const JsonValue& root = ops_.root();
+      if (root.kind_case() == JsonValue::kStructValue) {
+        for (const auto& [id, doc] : root.struct_value().fields()) ids.insert(id);
+      }
+    }
+    for (const std::string& id : ids) {
+      const JsonValue* doc = ops_.Get({id});
+      if (doc == nullptr || IsNull(*doc) || in_flight_.count(id) > 0) continue;
+      in_flight_.insert(id);
+      docs.emplace_back(id, *doc);
     }
   }
   for (auto& [id, doc] : docs) {
-    if (IsNull(doc)) continue;  // our own deletion
     absl::StatusOr<TaskOp> op = TaskOpFromDocument(doc, id);
-    if (!op.ok()) {
-      absl::MutexLock lock(&mu_);
-      ++stats_.ops_malformed;
-      LOG(WARNING) << "task ops: " << op.status().message();
+    if (!op.ok() || doc.ByteSizeLong() > kMaxDocumentBytes) {
+      {
+        absl::MutexLock lock(&mu_);
+        ++stats_.ops_malformed;
+      }
+      LOG(WARNING) << "task ops: "
+                   << (op.ok() ? "task_ops/" + id + ": oversize" : std::string(op.status().message()));
       // Drop it so it is not seen again.
-      executor_->Post([this, path = "task_ops/" + options_.node + "/" + id] {
-        (void)kv_->Put(path, "null");
+      executor_->Post([this, id] {
+        (void)kv_->Put("task_ops/" + NodeKey(options_.node) + "/" + id, "null");
+        absl::MutexLock lock(&mu_);
+        in_flight_.erase(id);
       });
       continue;
     }
@@ -172,9 +180,13 @@ void TaskMirror::Execute(TaskOp op) {
     done_[op.op_id] = result_json;
   }
   std::map<std::string, std::string> writes;
-  writes["task_ops/" + options_.node + "/" + op.op_id] = "null";
-  writes["task_results/" + op.from_node + "/" + op.op_id] = result_json;
+  writes["task_ops/" + NodeKey(options_.node) + "/" + op.op_id] = "null";
+  writes["task_results/" + NodeKey(op.from_node) + "/" + op.op_id] = result_json;
   absl::Status s = kv_->Update(writes);
+  {
+    absl::MutexLock lock(&mu_);
+    in_flight_.erase(op.op_id);
+  }
   if (!s.ok()) {
     // The op stays in the database: the stream's next full snapshot brings
     // it back and the stored result is re-sent.

@@ -22,6 +22,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <thread>
@@ -31,6 +32,7 @@
 #include "libs/registry_client/registry_client.h"
 #include "proto/claudenet/v1/tasks.grpc.pb.h"
 #include "services/macs-gateway/xnode/documents.h"
+#include "services/macs-gateway/xnode/json_tree.h"
 #include "services/macs-gateway/xnode/kv_store.h"
 #include "services/macs-gateway/xnode/worker.h"
 
@@ -80,6 +82,9 @@ class TaskMirror {
   grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   // Last bucket written per task (skips no-op bucket moves).
   std::map<std::string, std::string> bucket_ ABSL_GUARDED_BY(mu_);
+  // The /task_ops/{node} cache, and ops queued or executing.
+  JsonTree ops_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> in_flight_ ABSL_GUARDED_BY(mu_);
   // Results of ops executed by this process, by op id.
   std::map<std::string, std::string> done_ ABSL_GUARDED_BY(mu_);
 

@@ -12,10 +12,14 @@
 //     uses them;
 //   - a forged operation (an agent that is not the requesting node's) is
 //     refused by the owner.
+// Each test runs twice: over the in-memory store, and over the Firebase
+// fake (real HTTP + SSE on 127.0.0.1) through libs/firebase.
 #include <memory>
 
 #include "gtest/gtest.h"
+#include "services/macs-gateway/xnode/firebase_kv_store.h"
 #include "services/macs-gateway/xnode/memory_kv_store.h"
+#include "tests/fakes/firebase_fake.h"
 #include "tests/federation/xnode/two_node_harness.h"
 
 namespace cnet::xnode_test {
@@ -23,21 +27,38 @@ namespace {
 namespace pb = ::claudenet::v1;
 using federation::MemoryKvStore;
 
-class TwoNodeTest : public ::testing::Test {
+class TwoNodeTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    if (GetParam() == "firebase") {
+      ASSERT_TRUE(fake_.Start().ok());
+      firebase::FirebaseOptions fo;
+      fo.database_url = fake_.url();
+      fo.timeout = absl::Seconds(5);
+      firebase::StreamOptions so;
+      so.firebase = fo;
+      so.initial_backoff = absl::Milliseconds(50);
+      so.max_backoff = absl::Seconds(1);
+      kv_owned_ = std::make_unique<federation::FirebaseKvStore>(
+          std::make_shared<firebase::FirebaseClient>(fo), so);
+    } else {
+      kv_owned_ = std::make_unique<MemoryKvStore>();
+    }
+    kv_ = kv_owned_.get();
     clock_a_ = std::make_unique<SimulatedClock>(absl::Now());
     clock_b_ = std::make_unique<SimulatedClock>(absl::Now());
-    a_ = std::make_unique<TestNode>("node-a", TempDir("node-a"), &kv_, clock_a_.get());
-    b_ = std::make_unique<TestNode>("node-b", TempDir("node-b"), &kv_, clock_b_.get());
+    a_ = std::make_unique<TestNode>("node-a", TempDir("node-a"), kv_, clock_a_.get());
+    b_ = std::make_unique<TestNode>("node-b", TempDir("node-b"), kv_, clock_b_.get());
     ASSERT_TRUE(a_->Start().ok());
     ASSERT_TRUE(b_->Start().ok());
-    waiter_ = std::make_unique<ChangeWaiter>(&kv_);
+    waiter_ = std::make_unique<ChangeWaiter>(kv_);
   }
   void TearDown() override {
     waiter_.reset();
     a_.reset();
     b_.reset();
+    kv_owned_.reset();
+    fake_.Stop();
   }
 
   // Registers `id` on `node` and waits until `other` discovers it with its
@@ -132,13 +153,15 @@ class TwoNodeTest : public ::testing::Test {
     return resp.task();
   }
 
-  MemoryKvStore kv_;
+  fakes::FirebaseFake fake_;
+  std::unique_ptr<federation::KvStore> kv_owned_;
+  federation::KvStore* kv_ = nullptr;
   std::unique_ptr<SimulatedClock> clock_a_, clock_b_;
   std::unique_ptr<TestNode> a_, b_;
   std::unique_ptr<ChangeWaiter> waiter_;
 };
 
-TEST_F(TwoNodeTest, AgentsAreDiscoverableAcrossNodesAndLeavingRemovesThem) {
+TEST_P(TwoNodeTest, AgentsAreDiscoverableAcrossNodesAndLeavingRemovesThem) {
   AddAgent(*b_, *a_, "b-rust", {"rust"});
   AddAgent(*a_, *b_, "a-py", {"py"});
 
@@ -171,7 +194,7 @@ TEST_F(TwoNodeTest, AgentsAreDiscoverableAcrossNodesAndLeavingRemovesThem) {
   EXPECT_EQ(a_->presence().stats().rejected, 0);
 }
 
-TEST_F(TwoNodeTest, TaskCreatedOnAIsDoneOnBWithLeasesAndFencing) {
+TEST_P(TwoNodeTest, TaskCreatedOnAIsDoneOnBWithLeasesAndFencing) {
   const std::string token = AddAgent(*b_, *a_, "b-rust", {"rust"});
   pb::Task task = CreateOnA("port the parser", "rust");
   ASSERT_EQ(task.state(), pb::TASK_STATE_QUEUED);
@@ -235,16 +258,16 @@ TEST_F(TwoNodeTest, TaskCreatedOnAIsDoneOnBWithLeasesAndFencing) {
   EXPECT_EQ(on_a.result().submitted_by(), "b-rust");
   // The mirror catches up on B.
   EXPECT_TRUE(BSees(token, task.id(), pb::TASK_STATE_COMPLETED));
-  EXPECT_EQ(*kv_.Get("tasks/available/" + task.id()), "null");
-  EXPECT_EQ(*kv_.Get("tasks/assigned/" + task.id()), "null");
-  EXPECT_NE(*kv_.Get("tasks/completed/" + task.id()), "null");
+  EXPECT_EQ(*kv_->Get("tasks/available/" + task.id()), "null");
+  EXPECT_EQ(*kv_->Get("tasks/assigned/" + task.id()), "null");
+  EXPECT_NE(*kv_->Get("tasks/completed/" + task.id()), "null");
   // Ops and results were cleaned up.
   EXPECT_TRUE(waiter_->Until([&] {
-    return *kv_.Get("task_ops") == "null" && *kv_.Get("task_results") == "null";
+    return *kv_->Get("task_ops") == "null" && *kv_->Get("task_results") == "null";
   }));
 }
 
-TEST_F(TwoNodeTest, LeaseExpiryOnTheOwnerFencesTheRemoteHolder) {
+TEST_P(TwoNodeTest, LeaseExpiryOnTheOwnerFencesTheRemoteHolder) {
   const std::string token = AddAgent(*b_, *a_, "b-rust", {"rust"});
   pb::Task task = CreateOnA("flaky job", "rust");
   ASSERT_TRUE(BSees(token, task.id(), pb::TASK_STATE_QUEUED));
@@ -269,7 +292,7 @@ TEST_F(TwoNodeTest, LeaseExpiryOnTheOwnerFencesTheRemoteHolder) {
   EXPECT_GT(again.lease().epoch(), claim.lease().epoch());
 }
 
-TEST_F(TwoNodeTest, BadRequestsAndForgedOpsAreRefused) {
+TEST_P(TwoNodeTest, BadRequestsAndForgedOpsAreRefused) {
   const std::string token = AddAgent(*b_, *a_, "b-rust", {"rust"});
   AddAgent(*a_, *b_, "a-py", {"py"});
   pb::Task task = CreateOnA("x", "rust");
@@ -326,20 +349,23 @@ TEST_F(TwoNodeTest, BadRequestsAndForgedOpsAreRefused) {
   pb::ClaimRequest creq;
   creq.set_task_id(task.id());
   op.request = federation::MessageToValue(creq);
-  ASSERT_TRUE(kv_.Put("task_ops/node-a/op-forged",
+  ASSERT_TRUE(kv_->Put("task_ops/node-a/op-forged",
                       federation::ToJson(federation::TaskOpDocument(op)))
                   .ok());
   ASSERT_TRUE(waiter_->Until([&] { return a_->mirror().stats().ops_refused == 1; }));
   EXPECT_EQ(GetOnA(task.id()).state(), pb::TASK_STATE_QUEUED);
   // Malformed op documents are dropped and counted.
-  ASSERT_TRUE(kv_.Put("task_ops/node-a/op-bad", R"({"op_id":"op-bad","op":"explode"})").ok());
+  ASSERT_TRUE(kv_->Put("task_ops/node-a/op-bad", R"({"op_id":"op-bad","op":"explode"})").ok());
   ASSERT_TRUE(waiter_->Until([&] { return a_->mirror().stats().ops_malformed == 1; }));
   // A malformed agent document does not disturb the others.
-  ASSERT_TRUE(kv_.Put("agents/evil", R"({"id":"other","node":"node-c"})").ok());
+  ASSERT_TRUE(kv_->Put("agents/evil", R"({"id":"other","node":"node-c"})").ok());
   ASSERT_TRUE(waiter_->Until([&] { return a_->presence().stats().rejected >= 1; }));
   EXPECT_TRUE(a_->registry().GetAgent("b-rust").ok());
   EXPECT_EQ(a_->registry().GetAgent("evil").status().code(), absl::StatusCode::kNotFound);
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, TwoNodeTest, ::testing::Values("memory", "firebase"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace cnet::xnode_test
