@@ -193,7 +193,8 @@ class Federation {
   // transient error). Appends the ack/receipt writes.
   enum class Outcome { kDone, kWait };
   Outcome Accept(const std::string& text, claudenet::v1::Transport transport,
-                 const std::string& firebase_key, std::map<std::string, std::string>* writes);
+                 const std::string& firebase_key, std::map<std::string, std::string>* writes,
+                 std::string* origin);
   void CountReject(const std::string& reason, const std::string& detail);
   absl::Status ApplyReceipts();
   absl::Status FlushPendingReceipts();
