@@ -149,7 +149,10 @@ pb::FederationState Federation::state() {
 }
 
 pb::FederationState Federation::StateLocked(absl::Time now) {
-  if (db_ == nullptr) return pb::FEDERATION_STATE_DISABLED;
+  if (db_ == nullptr) {
+    // GitHub alone (no Firebase) carries everything.
+    return issues_ == nullptr ? pb::FEDERATION_STATE_DISABLED : pb::FEDERATION_STATE_FALLBACK;
+  }
   if (firebase_.failing_since == absl::InfinitePast()) return pb::FEDERATION_STATE_CONNECTED;
   if (issues_ != nullptr && now - firebase_.failing_since >= options_.fallback_after) {
     return pb::FEDERATION_STATE_FALLBACK;
@@ -170,6 +173,11 @@ void Federation::Nudge() {
 void Federation::ReportFirebase(const absl::Status& status) {
   absl::MutexLock lock(&mu_);
   Report(firebase_, status, clock_->Now());
+}
+
+void Federation::SetStreamConnected(bool connected) {
+  absl::MutexLock lock(&mu_);
+  stream_connected_ = connected;
 }
 
 bool Federation::FirebaseDue(absl::Time now) { return firebase_.next_try <= now; }
@@ -753,6 +761,7 @@ void Federation::FillStatus(pb::FederationStatus* f) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   f->set_state(StateLocked(now));
+  f->set_firebase_stream_connected(stream_connected_);
   if (firebase_.last_success != absl::InfinitePast()) {
     ts(firebase_.last_success, f->mutable_firebase_last_success());
   }

@@ -145,6 +145,8 @@ class Federation {
   void AddTickHook(std::string name, std::function<void()> fn);
   void Nudge();
   void ReportFirebase(const absl::Status& status);
+  // The Firebase stream's state (GetStats.federation.firebase_stream_connected).
+  void SetStreamConnected(bool connected);
   // Keep clients alive as long as the federation (main.cc).
   void AdoptDb(std::shared_ptr<void> owner) { owned_.push_back(std::move(owner)); }
 
@@ -227,6 +229,7 @@ class Federation {
   int64_t queue_depth_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time queue_oldest_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::vector<std::pair<std::string, std::function<void()>>> hooks_ ABSL_GUARDED_BY(mu_);
+  bool stream_connected_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;

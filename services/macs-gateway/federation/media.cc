@@ -7,13 +7,14 @@ std::string EscapeKey(const std::string& s) {
   std::string out;
   out.reserve(s.size());
   for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f || c == '.' || c == '$' || c == '#' || c == '[' || c == ']' ||
-        c == '/' || c == '%') {
-      out.push_back('%');
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                       (c >= '0' && c <= '9') || c == '_' || c == '-';
+    if (plain) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('~');
       out.push_back(kHex[c >> 4]);
       out.push_back(kHex[c & 15]);
-    } else {
-      out.push_back(static_cast<char>(c));
     }
   }
   return out;

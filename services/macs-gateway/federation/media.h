@@ -57,8 +57,8 @@ class IssueTracker {
   virtual absl::Status CommentAndClose(int64_t number, const std::string& comment) = 0;
 };
 
-// A node name or key as a Firebase key: '.', '$', '#', '[', ']', '/', '%'
-// and control bytes become %XX (so keys stay legal and sort stably).
+// A node name as a Firebase key segment that is also safe in a URL path:
+// every byte but [A-Za-z0-9_-] becomes ~XX (so "host.lan" -> "host~2Elan").
 std::string EscapeKey(const std::string& s);
 
 }  // namespace cnet::macs::federation
