@@ -180,7 +180,19 @@ class Gateway {
   // The federation seam: copies waiting for another node, oldest first, and
   // the hand-off once a medium carried them (state FORWARDED).
   absl::StatusOr<std::vector<OutboxRow>> PeekOutbox(int limit);
+  // Ids already gone are skipped (a re-send after a crash).
   absl::Status MarkForwarded(const std::vector<int64_t>& outbox_ids);
+  // A delivery receipt from `node` for message (sender, id): the copies for
+  // agents of `node` still QUEUED or FORWARDED become DELIVERED (accepted
+  // into the remote inbox) or, when !delivered, DEAD_LETTERED with
+  // REMOTE_UNDELIVERABLE and `detail`. Returns the copies changed.
+  absl::StatusOr<int64_t> ApplyRemoteReceipt(const std::string& sender,
+                                             const std::string& message_id,
+                                             const std::string& node, bool delivered,
+                                             const std::string& detail);
+  // GetStats/WatchStats ask `fill` for the federation fields (after the
+  // outbox depth is set). Called without the gateway's locks held.
+  void SetFederationStatusSource(std::function<void(claudenet::v1::FederationStatus*)> fill);
 
   // Counts a Send refused before it reached the core (bad credential).
   void CountRejection(claudenet::v1::RejectReason reason);
@@ -358,6 +370,10 @@ class Gateway {
 
   absl::Mutex limiter_mu_;
   std::unordered_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(limiter_mu_);
+
+  absl::Mutex federation_mu_;  // leaf
+  std::function<void(claudenet::v1::FederationStatus*)> federation_status_
+      ABSL_GUARDED_BY(federation_mu_);
 };
 
 }  // namespace cnet::macs
