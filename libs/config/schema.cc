@@ -471,6 +471,10 @@ std::vector<KeySpec> BuildSchema() {
       Str("federation.import_offline_queue", "",
           "A seed offline-queue.json to import into the outbox at start (renamed to "
           "*.imported after); empty = none."),
+      Dur("federation.remote_task_timeout", "30s",
+          "How long an operation on a task owned by another node (RemoteTaskService: "
+          "claim, progress, complete, ...) waits for the owner's answer through Firebase.")
+          .Range(1, kHour),
 
       // log: what the services log and how.
       Str("log.level", "INFO", "Least severe level that is logged.")

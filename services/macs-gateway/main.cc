@@ -13,6 +13,7 @@
 #include "libs/server/bootstrap.h"
 #include "libs/server/tls.h"
 #include "services/macs-gateway/federation/runtime.h"
+#include "services/macs-gateway/xnode/xnode_runtime.h"
 #include "services/macs-gateway/gateway.h"
 #include "services/macs-gateway/macs_service.h"
 #include "libs/registry_client/registry_authenticator.h"
@@ -117,10 +118,15 @@ int main(int argc, char** argv) {
       cfg, options.node, gateway->get(), cnet::RealClock::Default());
   if (!federation.ok()) return Fail(std::string(federation.status().message()));
   (*federation)->Start(options.shared_secret);
+  // Agents and tasks across nodes (presence, task mirror, RemoteTaskService;
+  // docs/federation-agents-tasks.md), over the same Firebase client.
+  auto xnode = cnet::federation::XnodeRuntime::Create(cfg, options.node,
+                                                      (*federation)->firebase(), registry, *service);
+  xnode->Start();
   cnet::macs::MacsServiceImpl impl(gateway->get(), cnet::RealClock::Default());
 
   cnet::ServerOptions server;
-  server.services = {&impl};
+  server.services = {&impl, xnode->service()};
   server.health_names = {"claudenet.v1.MacsGateway"};
   server.max_receive_message_bytes = static_cast<int>(
       std::max<int64_t>(4 << 20, 2 * options.max_message_bytes + (64 << 10)));
@@ -129,6 +135,7 @@ int main(int argc, char** argv) {
   cnet::ServeHooks hooks;
   hooks.on_shutdown = [&] {
     impl.Shutdown();
+    xnode->Stop();
     (*federation)->Stop();
     (*gateway)->Shutdown();
     directory.Stop();

@@ -24,9 +24,9 @@ class StreamSubscription final : public KvSubscription {
 
 }  // namespace
 
-FirebaseKvStore::FirebaseKvStore(std::shared_ptr<firebase::FirebaseClient> client,
+FirebaseKvStore::FirebaseKvStore(firebase::FirebaseClient* client,
                                  firebase::StreamOptions stream_template)
-    : client_(std::move(client)), stream_template_(std::move(stream_template)) {}
+    : client_(client), stream_template_(std::move(stream_template)) {}
 
 absl::Status FirebaseKvStore::Put(const std::string& path, const std::string& json) {
   auto v = Parse(json);

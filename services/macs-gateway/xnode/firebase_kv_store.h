@@ -15,9 +15,9 @@ namespace cnet::federation {
 
 class FirebaseKvStore final : public KvStore {
  public:
-  // `client` is shared with the message path; `stream_template` gives the
+  // `client` (not owned, outlives the store) is shared with the message path; `stream_template` gives the
   // connection and backoff settings of the streams (its path is replaced).
-  FirebaseKvStore(std::shared_ptr<firebase::FirebaseClient> client,
+  FirebaseKvStore(firebase::FirebaseClient* client,
                   firebase::StreamOptions stream_template);
 
   absl::Status Put(const std::string& path, const std::string& json) override;
@@ -27,7 +27,7 @@ class FirebaseKvStore final : public KvStore {
                                          std::function<void(const KvEvent&)> on_event) override;
 
  private:
-  const std::shared_ptr<firebase::FirebaseClient> client_;
+  firebase::FirebaseClient* const client_;  // not owned
   const firebase::StreamOptions stream_template_;
 };
 

@@ -39,8 +39,9 @@ class TwoNodeTest : public ::testing::TestWithParam<std::string> {
       so.firebase = fo;
       so.initial_backoff = absl::Milliseconds(50);
       so.max_backoff = absl::Seconds(1);
+      fb_client_ = std::make_unique<firebase::FirebaseClient>(fo);
       kv_owned_ = std::make_unique<federation::FirebaseKvStore>(
-          std::make_shared<firebase::FirebaseClient>(fo), so);
+          fb_client_.get(), so);
     } else {
       kv_owned_ = std::make_unique<MemoryKvStore>();
     }
@@ -58,6 +59,7 @@ class TwoNodeTest : public ::testing::TestWithParam<std::string> {
     a_.reset();
     b_.reset();
     kv_owned_.reset();
+    fb_client_.reset();
     fake_.Stop();
   }
 
@@ -154,6 +156,7 @@ class TwoNodeTest : public ::testing::TestWithParam<std::string> {
   }
 
   fakes::FirebaseFake fake_;
+  std::unique_ptr<firebase::FirebaseClient> fb_client_;
   std::unique_ptr<federation::KvStore> kv_owned_;
   federation::KvStore* kv_ = nullptr;
   std::unique_ptr<SimulatedClock> clock_a_, clock_b_;
