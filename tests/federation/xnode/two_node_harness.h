@@ -43,9 +43,9 @@ class TestNode {
   // `dir` must exist. The board runs on `tasks_clock` (a SimulatedClock in
   // the lease tests); everything else on the real clock.
   TestNode(std::string name, std::string dir, federation::KvStore* kv, Clock* tasks_clock,
-           bool push_assignment = false)
+           Clock* registry_clock = RealClock::Default(), bool push_assignment = false)
       : name_(std::move(name)), dir_(std::move(dir)), kv_(kv), tasks_clock_(tasks_clock),
-        push_(push_assignment) {}
+        registry_clock_(registry_clock), push_(push_assignment) {}
   ~TestNode() { Stop(); }
 
   absl::Status Start() {
@@ -54,7 +54,7 @@ class TestNode {
     ro.local_node = name_;
     auto rstore = registry::RegistryStore::Open(dir_ + "/registry.db");
     if (!rstore.ok()) return rstore.status();
-    auto core = registry::Registry::Open(ro, std::move(*rstore), RealClock::Default());
+    auto core = registry::Registry::Open(ro, std::move(*rstore), registry_clock_);
     if (!core.ok()) return core.status();
     registry_ = std::move(*core);
     registry_impl_ = std::make_unique<registry::RegistryServiceImpl>(registry_.get());
@@ -212,6 +212,7 @@ class TestNode {
   const std::string dir_;
   federation::KvStore* const kv_;
   Clock* const tasks_clock_;
+  Clock* const registry_clock_;
   const bool push_;
 
   std::unique_ptr<registry::Registry> registry_;

@@ -48,7 +48,9 @@ class TwoNodeTest : public ::testing::TestWithParam<std::string> {
     kv_ = kv_owned_.get();
     clock_a_ = std::make_unique<SimulatedClock>(absl::Now());
     clock_b_ = std::make_unique<SimulatedClock>(absl::Now());
-    a_ = std::make_unique<TestNode>("node-a", TempDir("node-a"), kv_, clock_a_.get());
+    registry_clock_a_ = std::make_unique<SimulatedClock>(absl::Now());
+    a_ = std::make_unique<TestNode>("node-a", TempDir("node-a"), kv_, clock_a_.get(),
+                                    registry_clock_a_.get());
     b_ = std::make_unique<TestNode>("node-b", TempDir("node-b"), kv_, clock_b_.get());
     ASSERT_TRUE(a_->Start().ok());
     ASSERT_TRUE(b_->Start().ok());
@@ -159,7 +161,7 @@ class TwoNodeTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<firebase::FirebaseClient> fb_client_;
   std::unique_ptr<federation::KvStore> kv_owned_;
   federation::KvStore* kv_ = nullptr;
-  std::unique_ptr<SimulatedClock> clock_a_, clock_b_;
+  std::unique_ptr<SimulatedClock> clock_a_, clock_b_, registry_clock_a_;
   std::unique_ptr<TestNode> a_, b_;
   std::unique_ptr<ChangeWaiter> waiter_;
 };
@@ -195,6 +197,19 @@ TEST_P(TwoNodeTest, AgentsAreDiscoverableAcrossNodesAndLeavingRemovesThem) {
   EXPECT_EQ(a_->registry().FindAgents({"rust"})->agents_size(), 0);
   EXPECT_EQ(b_->presence().stats().rejected, 0);
   EXPECT_EQ(a_->presence().stats().rejected, 0);
+}
+
+TEST_P(TwoNodeTest, AgentsOfASilentNodeGoDeadHere) {
+  AddAgent(*b_, *a_, "b-rust", {"rust"});
+  // B's gateway stops publishing (node down, or cut off from the database).
+  b_->presence().Stop();
+  // A's registry judges the mirrored agent by the age of its last
+  // heartbeat, with the local thresholds: DEAD after critical_max.
+  registry_clock_a_->Advance(absl::Seconds(120));
+  auto agent = a_->registry().GetAgent("b-rust");
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  EXPECT_EQ(agent->health(), pb::HEALTH_DEAD) << agent->health_reason();
+  EXPECT_EQ(a_->registry().FindAgents({"rust"})->agents_size(), 0);
 }
 
 TEST_P(TwoNodeTest, TaskCreatedOnAIsDoneOnBWithLeasesAndFencing) {
