@@ -72,8 +72,8 @@ class TestNode {
       registry_server_ = std::move(*s);
     }
     registry_client_ = Client(registry_server_->address(), kService);
-    registry_stub_ = claudenet::v1::RegistryService::NewStub(
-        MakeChannel(registry_server_->address()));
+    auto registry_channel = MakeChannel(registry_server_->address());
+    registry_stub_ = claudenet::v1::RegistryService::NewStub(registry_channel);
 
     // --- tasks
     tasks::Store::Options so;
@@ -106,7 +106,8 @@ class TestNode {
       if (!s.ok()) return s.status();
       tasks_server_ = std::move(*s);
     }
-    tasks_stub_ = claudenet::v1::TaskService::NewStub(MakeChannel(tasks_server_->address()));
+    auto tasks_channel = MakeChannel(tasks_server_->address());
+    tasks_stub_ = claudenet::v1::TaskService::NewStub(tasks_channel);
 
     // --- gateway-side components
     federation::PresenceOptions po;
@@ -135,8 +136,15 @@ class TestNode {
       if (!s.ok()) return s.status();
       gateway_server_ = std::move(*s);
     }
-    remote_stub_ =
-        claudenet::v1::RemoteTaskService::NewStub(MakeChannel(gateway_server_->address()));
+    auto gateway_channel = MakeChannel(gateway_server_->address());
+    remote_stub_ = claudenet::v1::RemoteTaskService::NewStub(gateway_channel);
+    // Connect the test's channels now (a loaded machine may take seconds to
+    // finish an HTTP/2 handshake; calls made later then never see it).
+    for (const auto& ch : {registry_channel, tasks_channel, gateway_channel}) {
+      if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
+        return absl::UnavailableError("test channel did not connect");
+      }
+    }
     presence_->Start();
     mirror_->Start();
     remote_->Start();
@@ -169,6 +177,8 @@ class TestNode {
     for (const auto& c : caps) req.add_capabilities(c);
     claudenet::v1::RegisterResponse resp;
     grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     auth::SetBearer(&ctx, kAdmin);
     grpc::Status st = registry_stub_->Register(&ctx, req, &resp);
     if (!st.ok()) return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
@@ -181,6 +191,8 @@ class TestNode {
     req.set_agent_id(id);
     claudenet::v1::DeregisterResponse resp;
     grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     auth::SetBearer(&ctx, kAdmin);
     grpc::Status st = registry_stub_->Deregister(&ctx, req, &resp);
     return st.ok() ? absl::OkStatus()

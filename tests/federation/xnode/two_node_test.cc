@@ -49,8 +49,11 @@ class TwoNodeTest : public ::testing::TestWithParam<std::string> {
     clock_a_ = std::make_unique<SimulatedClock>(absl::Now());
     clock_b_ = std::make_unique<SimulatedClock>(absl::Now());
     registry_clock_a_ = std::make_unique<SimulatedClock>(absl::Now());
+    // Tests named *Push* run A's scheduler with push assignment.
+    const bool push = std::string(::testing::UnitTest::GetInstance()->current_test_info()->name())
+                          .find("Push") != std::string::npos;
     a_ = std::make_unique<TestNode>("node-a", TempDir("node-a"), kv_, clock_a_.get(),
-                                    registry_clock_a_.get());
+                                    registry_clock_a_.get(), push);
     b_ = std::make_unique<TestNode>("node-b", TempDir("node-b"), kv_, clock_b_.get());
     ASSERT_TRUE(a_->Start().ok());
     ASSERT_TRUE(b_->Start().ok());
@@ -78,8 +81,12 @@ class TwoNodeTest : public ::testing::TestWithParam<std::string> {
     return token.ok() ? *token : "";
   }
 
+  // Every test call: the credential, and waits out a slow (re)connect on a
+  // loaded machine instead of failing fast.
   static void Bearer(grpc::ClientContext* ctx, const std::string& token) {
     auth::SetBearer(ctx, token);
+    ctx->set_wait_for_ready(true);
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   }
 
   pb::Task CreateOnA(const std::string& title, const std::string& cap) {
@@ -283,6 +290,31 @@ TEST_P(TwoNodeTest, TaskCreatedOnAIsDoneOnBWithLeasesAndFencing) {
   EXPECT_TRUE(waiter_->Until([&] {
     return *kv_->Get("task_ops") == "null" && *kv_->Get("task_results") == "null";
   }));
+}
+
+TEST_P(TwoNodeTest, PushAssignedToARemoteAgentIsWorkedFromItsNode) {
+  const std::string token = AddAgent(*b_, *a_, "b-rust", {"rust"});
+  pb::Task task = CreateOnA("pushed", "rust");
+  // A's scheduler gave it to B's agent at creation.
+  ASSERT_EQ(task.state(), pb::TASK_STATE_ASSIGNED);
+  ASSERT_EQ(task.assignee(), "b-rust");
+  ASSERT_TRUE(BSees(token, task.id(), pb::TASK_STATE_ASSIGNED));
+  // B's agent finds it (assignee = itself) with its lease, and works on it.
+  pb::ListTasksRequest lreq;
+  lreq.set_assignee("b-rust");
+  pb::ListTasksResponse listed;
+  {
+    grpc::ClientContext ctx;
+    Bearer(&ctx, token);
+    ASSERT_TRUE(b_->remote_tasks().ListRemoteTasks(&ctx, lreq, &listed).ok());
+  }
+  ASSERT_EQ(listed.tasks_size(), 1);
+  const pb::Lease lease = listed.tasks(0).lease();
+  EXPECT_TRUE(ProgressFromB(token, lease, task.id(), 50).lease_valid());
+  pb::CompleteResponse done;
+  grpc::Status st = CompleteFromB(token, lease, task.id(), &done);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(GetOnA(task.id()).state(), pb::TASK_STATE_COMPLETED);
 }
 
 TEST_P(TwoNodeTest, LeaseExpiryOnTheOwnerFencesTheRemoteHolder) {
