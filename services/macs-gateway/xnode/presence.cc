@@ -17,6 +17,16 @@ PresenceMirror::~PresenceMirror() { Stop(); }
 
 void PresenceMirror::Start() {
   worker_ = std::make_unique<Worker>();
+  writer_ = std::make_unique<CoalescingWriter>(
+      kv_, worker_.get(), 500, [this](const absl::Status& s, size_t paths) {
+        absl::MutexLock lock(&mu_);
+        if (!s.ok()) {
+          ++stats_.write_errors;
+          LOG(WARNING) << "presence: writing " << paths << " agents: " << s.message();
+        } else {
+          stats_.published += static_cast<int64_t>(paths);
+        }
+      });
   pb::WatchAgentsRequest req;
   req.set_send_snapshot(true);
   req.add_nodes(options_.node);
@@ -112,7 +122,6 @@ void PresenceMirror::OnRegistryEvent(const pb::AgentEvent& ev) {
     return;
   }
   std::string json;
-  bool del = false;
   switch (ev.type()) {
     case pb::AGENT_EVENT_TYPE_SNAPSHOT:
     case pb::AGENT_EVENT_TYPE_REGISTERED:
@@ -124,23 +133,11 @@ void PresenceMirror::OnRegistryEvent(const pb::AgentEvent& ev) {
     case pb::AGENT_EVENT_TYPE_DEREGISTERED:
     case pb::AGENT_EVENT_TYPE_PRUNED:
       json = "null";
-      del = true;
       break;
     default:
       return;
   }
-  worker_->Post([this, path = "agents/" + a.id(), json = std::move(json), del] {
-    absl::Status s = kv_->Put(path, json);
-    absl::MutexLock lock(&mu_);
-    if (!s.ok()) {
-      ++stats_.write_errors;
-      LOG(WARNING) << "presence: write " << path << ": " << s.message();
-    } else if (del) {
-      ++stats_.deleted;
-    } else {
-      ++stats_.published;
-    }
-  });
+  writer_->Write(a.id(), {{"agents/" + a.id(), std::move(json)}});
 }
 
 void PresenceMirror::OnKvEvent(const KvEvent& ev) {

@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "libs/clock/clock.h"
 #include "libs/registry_client/registry_client.h"
+#include "services/macs-gateway/xnode/coalescing_writer.h"
 #include "services/macs-gateway/xnode/json_tree.h"
 #include "services/macs-gateway/xnode/kv_store.h"
 #include "services/macs-gateway/xnode/worker.h"
@@ -41,8 +42,8 @@ struct PresenceOptions {
 class PresenceMirror {
  public:
   struct Stats {
-    int64_t published = 0;       // documents written
-    int64_t deleted = 0;         // documents deleted
+    int64_t published = 0;       // document writes on registry events (coalesced)
+    int64_t deleted = 0;         // stale documents deleted by the periodic pass
     int64_t synced = 0;          // remote agents upserted into the registry
     int64_t removed = 0;         // remote agents removed from the registry
     int64_t rejected = 0;        // documents refused (malformed, conflicts)
@@ -83,6 +84,7 @@ class PresenceMirror {
   std::map<std::string, std::string> remote_ ABSL_GUARDED_BY(mu_);
 
   std::unique_ptr<Worker> worker_;
+  std::unique_ptr<CoalescingWriter> writer_;
   std::unique_ptr<registry_client::WatchSubscription> watch_;
   std::unique_ptr<KvSubscription> stream_;
 };

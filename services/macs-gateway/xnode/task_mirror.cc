@@ -20,6 +20,16 @@ TaskMirror::~TaskMirror() { Stop(); }
 
 void TaskMirror::Start() {
   publisher_ = std::make_unique<Worker>();
+  writer_ = std::make_unique<CoalescingWriter>(
+      kv_, publisher_.get(), 500, [this](const absl::Status& s, size_t paths) {
+        absl::MutexLock lock(&mu_);
+        if (!s.ok()) {
+          ++stats_.write_errors;
+          LOG(WARNING) << "task mirror: writing " << paths << " paths: " << s.message();
+        } else {
+          stats_.published += static_cast<int64_t>(paths / 3);
+        }
+      });
   executor_ = std::make_unique<Worker>();
   ops_stream_ =
       kv_->Listen("task_ops/" + NodeKey(options_.node), [this](const KvEvent& ev) { OnOpEvent(ev); });
@@ -104,17 +114,7 @@ void TaskMirror::Publish(const pb::Task& task) {
     writes[std::string("tasks/") + b + "/" + t.id()] = "null";
   }
   writes["tasks/" + bucket + "/" + t.id()] = ToJson(TaskDocument(t));
-  publisher_->Post([this, writes = std::move(writes), id = t.id(), bucket] {
-    absl::Status s = kv_->Update(writes);
-    absl::MutexLock lock(&mu_);
-    if (!s.ok()) {
-      ++stats_.write_errors;
-      LOG(WARNING) << "task mirror: write tasks/" << bucket << "/" << id << ": " << s.message();
-      return;
-    }
-    ++stats_.published;
-    bucket_[id] = bucket;
-  });
+  writer_->Write(t.id(), std::move(writes));
 }
 
 void TaskMirror::OnOpEvent(const KvEvent& ev) {

@@ -31,6 +31,7 @@
 #include "libs/clock/clock.h"
 #include "libs/registry_client/registry_client.h"
 #include "proto/claudenet/v1/tasks.grpc.pb.h"
+#include "services/macs-gateway/xnode/coalescing_writer.h"
 #include "services/macs-gateway/xnode/documents.h"
 #include "services/macs-gateway/xnode/json_tree.h"
 #include "services/macs-gateway/xnode/kv_store.h"
@@ -49,7 +50,7 @@ struct TaskMirrorOptions {
 class TaskMirror {
  public:
   struct Stats {
-    int64_t published = 0;     // task documents written
+    int64_t published = 0;     // task documents written (coalesced)
     int64_t write_errors = 0;  // failed writes (repaired by the next snapshot)
     int64_t watch_streams = 0; // Watch streams opened
     int64_t ops_executed = 0;  // remote operations executed
@@ -80,8 +81,6 @@ class TaskMirror {
   Stats stats_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  // Last bucket written per task (skips no-op bucket moves).
-  std::map<std::string, std::string> bucket_ ABSL_GUARDED_BY(mu_);
   // The /task_ops/{node} cache, and ops queued or executing.
   JsonTree ops_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> in_flight_ ABSL_GUARDED_BY(mu_);
@@ -89,6 +88,7 @@ class TaskMirror {
   std::map<std::string, std::string> done_ ABSL_GUARDED_BY(mu_);
 
   std::unique_ptr<Worker> publisher_;
+  std::unique_ptr<CoalescingWriter> writer_;
   std::unique_ptr<Worker> executor_;
   std::unique_ptr<KvSubscription> ops_stream_;
   std::thread watch_thread_;

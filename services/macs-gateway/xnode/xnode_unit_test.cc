@@ -5,6 +5,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "absl/synchronization/notification.h"
+#include "services/macs-gateway/xnode/coalescing_writer.h"
 #include "services/macs-gateway/xnode/documents.h"
 #include "services/macs-gateway/xnode/json_tree.h"
 #include "services/macs-gateway/xnode/memory_kv_store.h"
@@ -149,6 +151,33 @@ TEST(Documents, TaskBucketsAndOps) {
   EXPECT_FALSE(ValidKey("a/b"));
   EXPECT_FALSE(ValidKey("a.b"));
   EXPECT_TRUE(ValidKey("agent-01J"));
+}
+
+TEST(CoalescingWriter, BatchesPendingWritesAndKeepsTheLatestPerGroup) {
+  MemoryKvStore kv;
+  Worker worker;
+  absl::Mutex mu;
+  size_t updates = 0, paths = 0;
+  CoalescingWriter writer(&kv, &worker, 500, [&](const absl::Status& s, size_t n) {
+    EXPECT_TRUE(s.ok());
+    absl::MutexLock lock(&mu);
+    ++updates;
+    paths += n;
+  });
+  absl::Notification release;
+  worker.Post([&] { release.WaitForNotification(); });  // hold the worker
+  for (int i = 0; i < 1000; ++i) {
+    std::string id = "t" + std::to_string(i);
+    writer.Write(id, {{"x/a/" + id, "1"}, {"x/b/" + id, "null"}});
+    writer.Write(id, {{"x/a/" + id, "null"}, {"x/b/" + id, "2"}});  // replaces the first
+  }
+  release.Notify();
+  absl::MutexLock lock(&mu);
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return paths == 2000; };
+  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(10)));
+  EXPECT_EQ(updates, 4u);  // 1000 groups of 2 paths, 250 groups per update
+  EXPECT_EQ(*kv.Get("x/a"), "null");
+  EXPECT_EQ(*kv.Get("x/b/t999"), "2");
 }
 
 }  // namespace
