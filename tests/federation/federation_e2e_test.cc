@@ -28,7 +28,9 @@
 #include "proto/claudenet/v1/macs.grpc.pb.h"
 #include "proto/claudenet/v1/registry.grpc.pb.h"
 #include "services/macs-gateway/canonical.h"
+#include "google/protobuf/util/json_util.h"
 #include "tests/fakes/firebase_fake.h"
+#include "tests/fakes/github_fake.h"
 
 namespace {
 namespace pb = claudenet::v1;
@@ -143,6 +145,8 @@ class FederationE2eTest : public ::testing::Test {
     fo.secret = kDbSecret;
     fake_ = std::make_unique<cnet::fakes::FirebaseFake>(fo);
     ASSERT_TRUE(fake_->Start().ok());
+    github_ = std::make_unique<cnet::fakes::GitHubFake>();
+    ASSERT_TRUE(github_->Start().ok());
     for (Node* n : {&a_, &b_}) {
       n->name = n == &a_ ? "node-a" : "node-b";
       char tmpl[] = "/tmp/fede2eXXXXXX";
@@ -179,6 +183,16 @@ class FederationE2eTest : public ::testing::Test {
             std::string("CNET_FEDERATION__POLL_INTERVAL=100ms"),
             std::string("CNET_MACS__FSYNC=false")}) {
         n->env.push_back(e);
+      }
+      if (with_github_) {
+        for (const std::string& e :
+             {std::string("CNET_GITHUB__ENABLED=true"), "CNET_GITHUB__API_URL=" + github_->url(),
+              std::string("CNET_GITHUB__REPO=acme/net"),
+              std::string("CNET_GITHUB__TOKEN=gh-test-token"),
+              std::string("CNET_GITHUB__FALLBACK_AFTER=1s"),
+              std::string("CNET_GITHUB__POLL_INTERVAL=1s")}) {
+          n->env.push_back(e);
+        }
       }
       n->StartGateway();
       n->reg = pb::RegistryService::NewStub(cnet::MakeChannel(n->registry_addr));
@@ -220,6 +234,7 @@ class FederationE2eTest : public ::testing::Test {
       n->registry->Wait();
     }
     fake_->Stop();
+    github_->Stop();
   }
 
   grpc::Status Send(Node* n, const std::string& from, const std::string& to,
@@ -275,7 +290,14 @@ class FederationE2eTest : public ::testing::Test {
   }
 
   std::unique_ptr<cnet::fakes::FirebaseFake> fake_;
+  std::unique_ptr<cnet::fakes::GitHubFake> github_;
+  bool with_github_ = false;
   Node a_, b_;
+};
+
+class FederationGitHubE2eTest : public FederationE2eTest {
+ protected:
+  FederationGitHubE2eTest() { with_github_ = true; }
 };
 
 TEST_F(FederationE2eTest, BothWaysBroadcastAndReceipts) {
@@ -354,6 +376,83 @@ TEST_F(FederationE2eTest, OutageThenKillDashNineThenRecoveryLosesNothing) {
     pb::FederationStatus f = Fed(&a_);
     return f.state() == pb::FEDERATION_STATE_CONNECTED && f.offline_queue_depth() == 0;
   }));
+}
+
+TEST_F(FederationGitHubE2eTest, LongOutageGoesThroughGitHubThenBackToFirebase) {
+  std::vector<std::string> sent;
+  auto send = [&](int from, int count) {
+    for (int i = from; i < from + count; i++) {
+      std::string id = absl::StrCat("gh-", i);
+      grpc::Status st = Send(&a_, "a1", "b1", id);
+      ASSERT_TRUE(st.ok()) << st.error_message();
+      sent.push_back(id);
+    }
+  };
+  ASSERT_TRUE(fake_->SetRefuseConnections(true).ok());
+  send(0, 10);
+  ASSERT_TRUE(WaitFor([&] { return Fed(&a_).state() == pb::FEDERATION_STATE_FALLBACK; }));
+  const absl::Time t0 = absl::Now();
+  ASSERT_TRUE(WaitFor([&] { return Inbox(&b_, "b1").size() >= 10; }));
+  std::cout << "GitHub path: 10 messages delivered "
+            << absl::FormatDuration(absl::Now() - t0) << " after FALLBACK" << std::endl;
+  ASSERT_TRUE(WaitFor([&] {
+    for (const auto& i : github_->Issues()) {
+      if (i.state != "closed" || i.comments.empty()) return false;
+    }
+    return !github_->Issues().empty();
+  }));
+  ASSERT_TRUE(fake_->SetRefuseConnections(false).ok());
+  ASSERT_TRUE(WaitFor([&] { return Fed(&a_).state() == pb::FEDERATION_STATE_CONNECTED; }));
+  const size_t issues = github_->Issues().size();
+  send(10, 10);
+  ASSERT_TRUE(WaitFor([&] {
+    return Inbox(&b_, "b1").size() >= 20 &&
+           StateOf(&a_, "a1", "gh-19", "b1") == pb::DELIVERY_STATE_DELIVERED;
+  }));
+  EXPECT_EQ(github_->Issues().size(), issues);  // traffic is back on Firebase
+  std::vector<std::string> got = Inbox(&b_, "b1");
+  std::set<std::string> unique(got.begin(), got.end());
+  std::cout << "fallback: sent=" << sent.size() << " delivered=" << got.size()
+            << " lost=" << sent.size() - unique.size()
+            << " duplicates=" << got.size() - unique.size() << std::endl;
+  EXPECT_EQ(got, sent);
+  // Receipts of the GitHub-carried messages came back through Firebase.
+  ASSERT_TRUE(WaitFor(
+      [&] { return StateOf(&a_, "a1", "gh-0", "b1") == pb::DELIVERY_STATE_DELIVERED; }));
+}
+
+TEST_F(FederationE2eTest, ForgedRemoteMessagesAreRejectedNotDelivered) {
+  // Valid HMAC (the shared secret leaked to node A's operator, say) but
+  // claiming to be b2, an agent of B, from node A; and a tampered body.
+  auto put = [&](const std::string& key, pb::Message m) {
+    std::string json;
+    (void)google::protobuf::util::MessageToJsonString(m, &json);
+    fake_->Set(absl::StrCat("messages/node-b/", key),
+               nlohmann::json::parse(absl::StrCat(
+                   R"({"v":1,"origin":"node-a","dest":"node-b","seq":900001,"prev":0,)",
+                   R"("recipients":["b1"],"message":)", json, "}")));
+  };
+  pb::Message spoof;
+  spoof.set_id("forged-1");
+  spoof.set_sender("b2");
+  spoof.set_recipient("b1");
+  spoof.set_body("from b2, honest");
+  *spoof.mutable_created_at() = TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(absl::Now()));
+  spoof.set_signature(*cnet::macs::SignMessage(spoof, kSecret));
+  put("node-a-00000000000000900001", spoof);
+  pb::Message tampered = spoof;
+  tampered.set_id("forged-2");
+  tampered.set_sender("a1");
+  tampered.set_signature(*cnet::macs::SignMessage(tampered, kSecret));
+  tampered.set_body("changed after signing");
+  put("node-a-00000000000000900002", tampered);
+  ASSERT_TRUE(WaitFor([&] { return fake_->Get("messages/node-b").is_null(); }));
+  ASSERT_TRUE(Send(&a_, "a1", "b1", "honest-1").ok());
+  ASSERT_TRUE(WaitFor([&] { return Inbox(&b_, "b1").size() >= 1; }));
+  EXPECT_EQ(Inbox(&b_, "b1"), std::vector<std::string>{"honest-1"});
+  pb::GetStatsResponse stats;
+  ASSERT_TRUE(b_.macs->GetStats(Ctx(kAdmin).get(), pb::GetStatsRequest(), &stats).ok());
+  EXPECT_GE(stats.totals().rejected(), 2);
 }
 
 TEST_F(FederationE2eTest, MissingCredentialIsAStartUpErrorNamingTheKey) {
