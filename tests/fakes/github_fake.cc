@@ -138,6 +138,7 @@ void GitHubFake::State::Install(httplib::Server* svr) {
   svr->Put(".*", h);
   svr->Delete(".*", h);
   svr->set_keep_alive_max_count(100000);
+  svr->set_tcp_nodelay(true);
   svr->set_keep_alive_timeout(2);
   svr->new_task_queue = [] { return new httplib::ThreadPool(16); };
 }
