@@ -216,16 +216,6 @@ void PresenceMirror::SyncFromCache(const std::set<std::string>& touched) {
       for (const std::string& id : touched) consider(id, cache_.Get({id}));
     }
   }
-  if (full) {
-    // Nodes the registry mirrors but the database no longer lists at all.
-    pb::ListAgentsRequest req;
-    req.set_locality(pb::LOCALITY_REMOTE);
-    req.set_page_size(1000);
-    absl::StatusOr<std::vector<pb::Agent>> known = registry_->ListAllAgents(req);
-    if (known.ok()) {
-      for (const pb::Agent& a : *known) batches[a.node()];
-    }
-  }
   for (auto& [node, batch] : batches) {
     if (node.empty() || node == options_.node) continue;
     size_t ai = 0, ri = 0;

@@ -10,9 +10,11 @@
 // Inbound: a stream on /agents keeps a cache; the agents of other nodes go
 // into the local registry with SyncRemoteAgents (origin_node = their node):
 // upserts as documents change, removals as documents disappear, and a full
-// snapshot per node whenever the stream is (re)opened. Remote agents whose
-// node stops publishing are degraded by the local registry itself by the
-// age of their last_heartbeat (HEALTHY -> ... -> DEAD, same thresholds).
+// snapshot per node listed whenever the stream is (re)opened. A node with no
+// document at all is never emptied wholesale (an empty or wiped database
+// must not erase the network): its agents, like those of a node that stops
+// publishing, are degraded by the local registry by the age of their
+// last_heartbeat (HEALTHY -> ... -> DEAD, then pruned).
 // Malformed or oversize documents, documents whose id differs from their
 // key, and documents without a node are rejected and logged, never synced.
 #ifndef CNET_SERVICES_MACS_GATEWAY_XNODE_PRESENCE_H_
