@@ -1,0 +1,334 @@
+// Agents and tasks across nodes with the real binaries: two complete nodes
+// (registry, tasks and macs-gateway processes each; separate data dirs and
+// ports) federated through the Firebase fake (HTTP + SSE on 127.0.0.1).
+// Checks the wiring of services/macs-gateway/xnode in main.cc: presence both
+// ways, a task created on A done from B through B's RemoteTaskService (A's
+// board shows COMPLETED by B's agent), a stale lease refused, and an agent
+// leaving B disappearing from A.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "libs/auth/auth.h"
+#include "libs/server/server.h"
+#include "proto/claudenet/v1/registry.grpc.pb.h"
+#include "proto/claudenet/v1/remote_tasks.grpc.pb.h"
+#include "proto/claudenet/v1/tasks.grpc.pb.h"
+#include "tests/fakes/firebase_fake.h"
+
+namespace {
+namespace pb = claudenet::v1;
+
+constexpr char kAdmin[] = "xnode-e2e-admin";
+constexpr char kService[] = "xnode-e2e-service";
+constexpr char kSecret[] = "xnode-e2e-shared-secret";
+constexpr char kDbSecret[] = "xnode-e2e-db-secret";
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// A child process, stopped with SIGTERM (and reaped) on destruction.
+class Child {
+ public:
+  Child(std::string binary, std::vector<std::string> args, std::vector<std::string> env) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::vector<char*> argv{binary.data()};
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      std::vector<char*> envp;
+      for (auto& e : env) envp.push_back(e.data());
+      envp.push_back(nullptr);
+      execve(binary.c_str(), argv.data(), envp.data());
+      _exit(127);
+    }
+  }
+  ~Child() {
+    Signal();
+    if (pid_ <= 0) return;
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+  void Signal() {
+    if (pid_ > 0) kill(pid_, SIGTERM);
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+std::string Runfile(const std::string& path) {
+  return std::string(getenv("TEST_SRCDIR")) + "/claudenet/" + path;
+}
+
+void Prepare(grpc::ClientContext* ctx, const std::string& credential) {
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  ctx->set_wait_for_ready(true);  // the process may still be starting
+  if (!credential.empty()) cnet::auth::SetBearer(ctx, credential);
+}
+
+// Re-checks `done` at most every 50 ms (and as soon as it holds), with a
+// 45 s bound: the steps happen in other processes, so there is no event to
+// wait on in-process; no test step sleeps a fixed time.
+class Waiter {
+ public:
+  bool Until(const std::function<bool()>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(45);
+    while (absl::Now() < deadline) {
+      if (done()) return true;
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&never_), absl::Milliseconds(50));
+    }
+    return done();
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool never_ = false;
+};
+
+struct Node {
+  std::string name, root, registry_addr, tasks_addr, macs_addr;
+  std::vector<std::unique_ptr<Child>> procs;
+  std::unique_ptr<pb::RegistryService::Stub> registry;
+  std::unique_ptr<pb::TaskService::Stub> tasks;
+  std::unique_ptr<pb::RemoteTaskService::Stub> remote;
+};
+
+class XnodeE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cnet::fakes::FirebaseFake::Options fo;
+    fo.secret = kDbSecret;
+    fake_ = std::make_unique<cnet::fakes::FirebaseFake>(fo);
+    ASSERT_TRUE(fake_->Start().ok());
+    waiter_ = std::make_unique<Waiter>();
+    for (Node* n : {&a_, &b_}) {
+      n->name = n == &a_ ? "node-a" : "node-b";
+      std::string t = absl::StrCat(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp",
+                                   "/xnodee2eXXXXXX");
+      n->root = mkdtemp(t.data());
+      n->registry_addr = absl::StrCat("127.0.0.1:", FreePort());
+      n->tasks_addr = absl::StrCat("127.0.0.1:", FreePort());
+      n->macs_addr = absl::StrCat("127.0.0.1:", FreePort());
+      std::vector<std::string> env = {
+          "HOME=" + n->root,
+          "PATH=/usr/bin:/bin",
+          "CNET_NETWORK__NODE_ID=" + n->name,
+          "CNET_SERVICES__METRICS_ENABLED=false",
+          "CNET_SERVICES__REGISTRY_ADDR=" + n->registry_addr,
+          "CNET_SERVICES__TASKS_ADDR=" + n->tasks_addr,
+          "CNET_SERVICES__MACS_ADDR=" + n->macs_addr,
+          std::string("CNET_SECURITY__ADMIN_TOKEN=") + kAdmin,
+          std::string("CNET_SECURITY__SERVICE_CREDENTIAL=") + kService,
+          std::string("CNET_SECURITY__SHARED_SECRET=") + kSecret,
+          "CNET_TASKS__PUSH_ASSIGNMENT=false",
+          "CNET_FIREBASE__ENABLED=true",
+          "CNET_FIREBASE__URL=" + fake_->url(),
+          std::string("CNET_FIREBASE__AUTH=") + kDbSecret,
+          "CNET_FIREBASE__TIMEOUT=5s",
+          "CNET_FEDERATION__POLL_INTERVAL=100ms",
+          "CNET_MACS__FSYNC=false",
+          "CNET_SERVICES__DRAIN_TIMEOUT=1s",
+      };
+      auto start = [&](const std::string& bin, const std::string& addr, const std::string& tag) {
+        n->procs.push_back(std::make_unique<Child>(
+            Runfile(bin),
+            std::vector<std::string>{"--listen", addr, "--data-dir", n->root + "/" + tag,
+                                     "--project-dir", n->root, "--log-file",
+                                     n->root + "/" + tag + ".log"},
+            env));
+      };
+      start("services/registry/registry", n->registry_addr, "registry");
+      start("services/tasks/tasks", n->tasks_addr, "tasks");
+      start("services/macs-gateway/macs-gateway", n->macs_addr, "macs");
+      n->registry = pb::RegistryService::NewStub(cnet::MakeChannel(n->registry_addr));
+      n->tasks = pb::TaskService::NewStub(cnet::MakeChannel(n->tasks_addr));
+      n->remote = pb::RemoteTaskService::NewStub(cnet::MakeChannel(n->macs_addr));
+    }
+  }
+  void TearDown() override {
+    // Graceful stop of all six processes at once, then reap them.
+    for (Node* n : {&b_, &a_}) {
+      for (auto& p : n->procs) p->Signal();
+    }
+    for (Node* n : {&b_, &a_}) n->procs.clear();
+    fake_->Stop();
+  }
+
+  std::string Register(Node& n, const std::string& id, const std::string& cap) {
+    pb::RegisterRequest req;
+    req.set_agent_id(id);
+    req.set_name(id);
+    req.add_capabilities(cap);
+    pb::RegisterResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx, kAdmin);
+    grpc::Status st = n.registry->Register(&ctx, req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp.token();
+  }
+
+  // The remote agent as `n`'s registry sees it (NOT_FOUND when absent).
+  grpc::Status GetAgent(Node& n, const std::string& id, pb::Agent* out) {
+    pb::GetAgentRequest req;
+    req.set_agent_id(id);
+    pb::GetAgentResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx, kAdmin);
+    grpc::Status st = n.registry->GetAgent(&ctx, req, &resp);
+    *out = resp.agent();
+    return st;
+  }
+
+  Node a_, b_;
+  std::unique_ptr<cnet::fakes::FirebaseFake> fake_;
+  std::unique_ptr<Waiter> waiter_;
+};
+
+TEST_F(XnodeE2eTest, AgentsBothWaysAndATaskFromADoneOnB) {
+  const absl::Time t0 = absl::Now();
+  auto phase = [&](const char* what) {
+    std::cerr << absl::StrCat("[", absl::FormatDuration(absl::Now() - t0), "] ", what) << "\n";
+  };
+  const std::string b1 = Register(b_, "b1", "rust");
+  Register(a_, "a1", "py");
+  pb::Agent seen;
+  ASSERT_TRUE(waiter_->Until([&] { return GetAgent(a_, "b1", &seen).ok(); }))
+      << "b1 never reached node-a";
+  EXPECT_TRUE(seen.remote());
+  EXPECT_EQ(seen.node(), "node-b");
+  ASSERT_TRUE(waiter_->Until([&] { return GetAgent(b_, "a1", &seen).ok(); }))
+      << "a1 never reached node-b";
+  EXPECT_EQ(seen.node(), "node-a");
+  phase("agents visible both ways");
+  {
+    pb::FindAgentsRequest req;
+    req.add_capabilities("rust");
+    pb::FindAgentsResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx, kAdmin);
+    ASSERT_TRUE(a_.registry->FindAgents(&ctx, req, &resp).ok());
+    ASSERT_EQ(resp.agents_size(), 1);
+    EXPECT_EQ(resp.agents(0).id(), "b1");
+  }
+
+  // A task on A that only b1 can do.
+  pb::CreateTaskRequest creq;
+  creq.set_title("port the parser to rust");
+  creq.add_required_capabilities("rust");
+  pb::CreateTaskResponse created;
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, kAdmin);
+    grpc::Status st = a_.tasks->CreateTask(&ctx, creq, &created);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  const std::string id = created.task().id();
+  ASSERT_TRUE(waiter_->Until([&] {
+    pb::GetTaskRequest req;
+    req.set_task_id(id);
+    pb::GetTaskResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx, b1);
+    return b_.remote->GetRemoteTask(&ctx, req, &resp).ok() &&
+           resp.task().state() == pb::TASK_STATE_QUEUED;
+  })) << "task never listed on node-b";
+  phase("task listed on node-b");
+
+  // Claimed from B (A's board may need a moment to see b1 HEALTHY).
+  pb::ClaimResponse claim;
+  ASSERT_TRUE(waiter_->Until([&] {
+    pb::ClaimRequest req;
+    req.set_task_id(id);
+    grpc::ClientContext ctx;
+    Prepare(&ctx, b1);
+    return b_.remote->Claim(&ctx, req, &claim).ok();
+  })) << "claim from node-b never succeeded";
+  phase("claimed from node-b");
+  EXPECT_EQ(claim.task().assignee(), "b1");
+  {
+    pb::ProgressRequest req;
+    req.set_task_id(id);
+    req.set_lease_id(claim.lease().lease_id());
+    req.set_lease_epoch(claim.lease().epoch());
+    req.set_percent(50);
+    pb::ProgressResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx, b1);
+    grpc::Status st = b_.remote->Progress(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_TRUE(resp.lease_valid());
+  }
+  auto complete = [&](int64_t epoch) {
+    pb::CompleteRequest req;
+    req.set_task_id(id);
+    req.set_lease_id(claim.lease().lease_id());
+    req.set_lease_epoch(epoch);
+    req.mutable_result()->set_stop_reason(pb::STOP_REASON_DONE);
+    req.mutable_result()->set_summary("done on node-b");
+    pb::CompleteResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx, b1);
+    return b_.remote->Complete(&ctx, req, &resp);
+  };
+  // A wrong fencing epoch is refused by the owner.
+  EXPECT_EQ(complete(claim.lease().epoch() - 1).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  grpc::Status st = complete(claim.lease().epoch());
+  ASSERT_TRUE(st.ok()) << st.error_message();
+
+  // A's board: COMPLETED by b1.
+  pb::GetTaskRequest greq;
+  greq.set_task_id(id);
+  pb::GetTaskResponse got;
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, kAdmin);
+    ASSERT_TRUE(a_.tasks->GetTask(&ctx, greq, &got).ok());
+  }
+  EXPECT_EQ(got.task().state(), pb::TASK_STATE_COMPLETED);
+  EXPECT_EQ(got.task().author(), "b1");
+  EXPECT_EQ(got.task().origin_node(), "node-a");
+
+  phase("completed from node-b");
+  // b1 leaves B: gone from A.
+  {
+    pb::DeregisterRequest req;
+    req.set_agent_id("b1");
+    pb::DeregisterResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx, kAdmin);
+    ASSERT_TRUE(b_.registry->Deregister(&ctx, req, &resp).ok());
+  }
+  EXPECT_TRUE(waiter_->Until([&] {
+    return GetAgent(a_, "b1", &seen).error_code() == grpc::StatusCode::NOT_FOUND;
+  }));
+  phase("b1 gone from node-a");
+}
+
+}  // namespace
