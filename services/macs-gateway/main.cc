@@ -120,8 +120,9 @@ int main(int argc, char** argv) {
   (*federation)->Start(options.shared_secret);
   // Agents and tasks across nodes (presence, task mirror, RemoteTaskService;
   // docs/federation-agents-tasks.md), over the same Firebase client.
-  auto xnode = cnet::federation::XnodeRuntime::Create(cfg, options.node,
-                                                      (*federation)->firebase(), registry, *service);
+  auto xnode = cnet::federation::XnodeRuntime::Create(
+      cfg, options.node, (*federation)->firebase(), registry, *service,
+      options.signing_enabled ? options.shared_secret : std::string());
   xnode->Start();
   cnet::macs::MacsServiceImpl impl(gateway->get(), cnet::RealClock::Default());
 

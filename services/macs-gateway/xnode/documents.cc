@@ -1,10 +1,14 @@
 #include "services/macs-gateway/xnode/documents.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/time_util.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "libs/crypto/crypto.h"
 
 namespace cnet::federation {
 namespace pb = ::claudenet::v1;
@@ -68,6 +72,69 @@ std::string Rfc3339(const google::protobuf::Timestamp& ts) {
 
 }  // namespace
 
+namespace {
+
+// Removes what the Realtime Database does not store: nulls, empty objects
+// and empty arrays (recursively). Returns true when `v` itself is empty.
+bool PruneEmpty(JsonValue* v) {
+  if (v->kind_case() == JsonValue::kStructValue) {
+    auto* fields = v->mutable_struct_value()->mutable_fields();
+    for (auto it = fields->begin(); it != fields->end();) {
+      if (PruneEmpty(&it->second)) {
+        it = fields->erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return fields->empty();
+  }
+  if (v->kind_case() == JsonValue::kListValue) {
+    auto* values = v->mutable_list_value()->mutable_values();
+    for (int i = values->size() - 1; i >= 0; --i) {
+      if (PruneEmpty(values->Mutable(i))) values->DeleteSubrange(i, 1);
+    }
+    return values->empty();
+  }
+  return IsNull(*v);
+}
+
+// The deterministic serialization of `body` as it reads back from the
+// database (empty objects/arrays and nulls dropped), so that the signer and
+// the verifier hash the same bytes.
+std::string CanonicalBytes(const google::protobuf::Message& body) {
+  JsonValue v = MessageToValue(body);
+  PruneEmpty(&v);
+  std::unique_ptr<google::protobuf::Message> copy(body.New());
+  (void)ValueToMessage(v, copy.get());
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    copy->SerializeToCodedStream(&coded);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+std::string DocSignature(const std::string& secret, const std::string& kind,
+                         const std::vector<std::string>& parts,
+                         const google::protobuf::Message* body) {
+  std::string bytes;
+  if (body != nullptr) bytes = CanonicalBytes(*body);
+  std::string data = "CNET-XNODE-V1\n" + kind + "\n" + absl::StrJoin(parts, "\n") + "\n" +
+                     crypto::Sha256Hex(bytes);
+  return crypto::HmacSha256Hex(secret, data);
+}
+
+bool VerifyDocSignature(const std::string& secret, const std::string& kind,
+                        const std::vector<std::string>& parts,
+                        const google::protobuf::Message* body, const std::string& sig) {
+  return !sig.empty() &&
+         crypto::ConstantTimeEquals(DocSignature(secret, kind, parts, body), sig);
+}
+
 JsonValue MessageToValue(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
@@ -87,7 +154,7 @@ absl::Status ValueToMessage(const JsonValue& value, google::protobuf::Message* m
   return absl::OkStatus();
 }
 
-JsonValue AgentDocument(const pb::Agent& a, absl::Time published_at) {
+JsonValue AgentDocument(const pb::Agent& a, absl::Time published_at, const std::string& secret) {
   JsonValue doc;
   auto& f = *doc.mutable_struct_value()->mutable_fields();
   f["id"] = Str(a.id());
@@ -118,10 +185,12 @@ JsonValue AgentDocument(const pb::Agent& a, absl::Time published_at) {
   }
   f["published_at"] = Str(absl::FormatTime(absl::RFC3339_full, published_at, absl::UTCTimeZone()));
   f["record"] = MessageToValue(a);
+  if (!secret.empty()) f["sig"] = Str(DocSignature(secret, "agent", {a.id(), a.node()}, &a));
   return doc;
 }
 
-absl::StatusOr<pb::Agent> AgentFromDocument(const JsonValue& doc, const std::string& id) {
+absl::StatusOr<pb::Agent> AgentFromDocument(const JsonValue& doc, const std::string& id,
+                                             const std::string& secret) {
   if (doc.kind_case() != JsonValue::kStructValue) {
     return absl::InvalidArgumentError("agents/" + id + ": not an object");
   }
@@ -162,6 +231,12 @@ absl::StatusOr<pb::Agent> AgentFromDocument(const JsonValue& doc, const std::str
                                       "\" differs from its key");
   }
   if (a.node().empty()) return absl::InvalidArgumentError("agents/" + id + ": node is empty");
+  if (!secret.empty() && (record == nullptr || !VerifyDocSignature(secret, "agent", {a.id(), a.node()},
+                                                                   &a, StringField(doc, "sig")))) {
+    return absl::UnauthenticatedError("agents/" + id + ": " +
+                                      (StringField(doc, "sig").empty() ? "unsigned"
+                                                                       : "wrongly signed"));
+  }
   a.set_remote(false);  // output only; the registry sets it
   return a;
 }
@@ -182,7 +257,7 @@ std::string TaskBucket(pb::TaskState state) {
   }
 }
 
-JsonValue TaskDocument(const pb::Task& t) {
+JsonValue TaskDocument(const pb::Task& t, const std::string& secret) {
   JsonValue doc;
   auto& f = *doc.mutable_struct_value()->mutable_fields();
   f["id"] = Str(t.id());
@@ -198,14 +273,17 @@ JsonValue TaskDocument(const pb::Task& t) {
   f["node"] = Str(t.origin_node());
   f["progress"] = Num(t.progress().percent());
   pb::Task copy = t;
-  // Checkpoints and results can be large; the owner serves them on demand
-  // (GetTask through the owner's gateway is not needed by the protocol).
-  copy.mutable_progress()->clear_checkpoint();
+  // Checkpoints can be large (256 KiB); they stay on the owner.
+  if (copy.has_progress()) copy.mutable_progress()->clear_checkpoint();
   f["record"] = MessageToValue(copy);
+  if (!secret.empty()) {
+    f["sig"] = Str(DocSignature(secret, "task", {t.id(), t.origin_node()}, &copy));
+  }
   return doc;
 }
 
-absl::StatusOr<pb::Task> TaskFromDocument(const JsonValue& doc, const std::string& id) {
+absl::StatusOr<pb::Task> TaskFromDocument(const JsonValue& doc, const std::string& id,
+                                           const std::string& secret) {
   const JsonValue* record = Field(doc, "record");
   if (record == nullptr) return absl::InvalidArgumentError("tasks/" + id + ": no record");
   pb::Task t;
@@ -215,6 +293,12 @@ absl::StatusOr<pb::Task> TaskFromDocument(const JsonValue& doc, const std::strin
     return absl::InvalidArgumentError("tasks/" + id + ": id \"" + t.id() + "\" differs from its key");
   }
   if (t.origin_node().empty()) return absl::InvalidArgumentError("tasks/" + id + ": no node");
+  if (!secret.empty() && !VerifyDocSignature(secret, "task", {t.id(), t.origin_node()}, &t,
+                                             StringField(doc, "sig"))) {
+    return absl::UnauthenticatedError("tasks/" + id + ": " +
+                                      (StringField(doc, "sig").empty() ? "unsigned"
+                                                                       : "wrongly signed"));
+  }
   return t;
 }
 
@@ -243,7 +327,41 @@ bool ParseTaskOpName(const std::string& name, TaskOpKind* kind) {
   return false;
 }
 
-JsonValue TaskOpDocument(const TaskOp& op) {
+std::unique_ptr<google::protobuf::Message> NewOpRequest(TaskOpKind kind) {
+  switch (kind) {
+    case TaskOpKind::kClaim: return std::make_unique<pb::ClaimRequest>();
+    case TaskOpKind::kStart: return std::make_unique<pb::StartRequest>();
+    case TaskOpKind::kProgress: return std::make_unique<pb::ProgressRequest>();
+    case TaskOpKind::kRenewLease: return std::make_unique<pb::RenewLeaseRequest>();
+    case TaskOpKind::kRelease: return std::make_unique<pb::ReleaseRequest>();
+    case TaskOpKind::kComplete: return std::make_unique<pb::CompleteRequest>();
+    case TaskOpKind::kFail: return std::make_unique<pb::FailRequest>();
+  }
+  return nullptr;
+}
+
+std::unique_ptr<google::protobuf::Message> NewOpResponse(TaskOpKind kind) {
+  switch (kind) {
+    case TaskOpKind::kClaim: return std::make_unique<pb::ClaimResponse>();
+    case TaskOpKind::kStart: return std::make_unique<pb::StartResponse>();
+    case TaskOpKind::kProgress: return std::make_unique<pb::ProgressResponse>();
+    case TaskOpKind::kRenewLease: return std::make_unique<pb::RenewLeaseResponse>();
+    case TaskOpKind::kRelease: return std::make_unique<pb::ReleaseResponse>();
+    case TaskOpKind::kComplete: return std::make_unique<pb::CompleteResponse>();
+    case TaskOpKind::kFail: return std::make_unique<pb::FailResponse>();
+  }
+  return nullptr;
+}
+
+namespace {
+
+std::vector<std::string> OpParts(const TaskOp& op) {
+  return {op.op_id, op.from_node, op.agent_id, op.task_id, TaskOpName(op.kind)};
+}
+
+}  // namespace
+
+JsonValue TaskOpDocument(const TaskOp& op, const std::string& secret) {
   JsonValue doc;
   auto& f = *doc.mutable_struct_value()->mutable_fields();
   f["op_id"] = Str(op.op_id);
@@ -253,10 +371,17 @@ JsonValue TaskOpDocument(const TaskOp& op) {
   f["op"] = Str(TaskOpName(op.kind));
   f["request"] = op.request;
   f["created_ms"] = Num(static_cast<double>(op.created_ms));
+  if (!secret.empty()) {
+    auto req = NewOpRequest(op.kind);
+    if (ValueToMessage(op.request, req.get()).ok()) {
+      f["sig"] = Str(DocSignature(secret, "op", OpParts(op), req.get()));
+    }
+  }
   return doc;
 }
 
-absl::StatusOr<TaskOp> TaskOpFromDocument(const JsonValue& doc, const std::string& op_id) {
+absl::StatusOr<TaskOp> TaskOpFromDocument(const JsonValue& doc, const std::string& op_id,
+                                           const std::string& secret) {
   TaskOp op;
   op.op_id = StringField(doc, "op_id");
   if (op.op_id != op_id) {
@@ -279,17 +404,53 @@ absl::StatusOr<TaskOp> TaskOpFromDocument(const JsonValue& doc, const std::strin
   }
   op.request = *req;
   op.created_ms = static_cast<int64_t>(NumberField(doc, "created_ms"));
+  if (!secret.empty()) {
+    auto typed = NewOpRequest(op.kind);
+    absl::Status parsed = ValueToMessage(op.request, typed.get());
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError("task_ops/" + op_id + ": request: " +
+                                        std::string(parsed.message()));
+    }
+    if (!VerifyDocSignature(secret, "op", OpParts(op), typed.get(), StringField(doc, "sig"))) {
+      return absl::UnauthenticatedError("task_ops/" + op_id + ": " +
+                                        (StringField(doc, "sig").empty() ? "unsigned"
+                                                                         : "wrongly signed"));
+    }
+  }
   return op;
 }
 
-JsonValue TaskOpResultDocument(const TaskOpResult& r) {
+JsonValue TaskOpResultDocument(const TaskOpResult& r, TaskOpKind kind,
+                               const std::string& secret) {
   JsonValue doc;
   auto& f = *doc.mutable_struct_value()->mutable_fields();
   f["op_id"] = Str(r.op_id);
   f["code"] = Num(r.code);
   f["message"] = Str(r.message);
   if (!IsNull(r.response)) f["response"] = r.response;
+  if (!secret.empty()) {
+    auto resp = NewOpResponse(kind);
+    if (r.code == 0) (void)ValueToMessage(r.response, resp.get());
+    f["sig"] = Str(DocSignature(secret, "result", {r.op_id, std::to_string(r.code), r.message},
+                                r.code == 0 ? resp.get() : nullptr));
+  }
   return doc;
+}
+
+absl::Status VerifyTaskOpResult(const TaskOpResult& r, TaskOpKind kind,
+                                const std::string& secret) {
+  if (secret.empty()) return absl::OkStatus();
+  auto resp = NewOpResponse(kind);
+  if (r.code == 0) {
+    absl::Status parsed = ValueToMessage(r.response, resp.get());
+    if (!parsed.ok()) return parsed;
+  }
+  if (!VerifyDocSignature(secret, "result", {r.op_id, std::to_string(r.code), r.message},
+                          r.code == 0 ? resp.get() : nullptr, r.sig)) {
+    return absl::UnauthenticatedError("task_results/" + r.op_id + ": " +
+                                      (r.sig.empty() ? "unsigned" : "wrongly signed"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TaskOpResult> TaskOpResultFromDocument(const JsonValue& doc,
@@ -305,6 +466,7 @@ absl::StatusOr<TaskOpResult> TaskOpResultFromDocument(const JsonValue& doc,
   }
   r.code = static_cast<int>(code);
   r.message = StringField(doc, "message");
+  r.sig = StringField(doc, "sig");
   if (const JsonValue* resp = Field(doc, "response"); resp != nullptr) r.response = *resp;
   return r;
 }

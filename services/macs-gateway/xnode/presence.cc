@@ -87,7 +87,7 @@ absl::Status PresenceMirror::PublishAllNow() {
   for (const pb::Agent& a : *agents) {
     if (a.remote() || a.node() != options_.node || !ValidKey(a.id())) continue;
     ours.insert(a.id());
-    writes["agents/" + a.id()] = ToJson(AgentDocument(a, now));
+    writes["agents/" + a.id()] = ToJson(AgentDocument(a, now, options_.secret));
   }
   int64_t deletes = 0;
   {
@@ -128,7 +128,7 @@ void PresenceMirror::OnRegistryEvent(const pb::AgentEvent& ev) {
     case pb::AGENT_EVENT_TYPE_UPDATED:
     case pb::AGENT_EVENT_TYPE_STATUS_CHANGED:
     case pb::AGENT_EVENT_TYPE_HEALTH_CHANGED:
-      json = ToJson(AgentDocument(a, options_.clock->Now()));
+      json = ToJson(AgentDocument(a, options_.clock->Now(), options_.secret));
       break;
     case pb::AGENT_EVENT_TYPE_DEREGISTERED:
     case pb::AGENT_EVENT_TYPE_PRUNED:
@@ -182,7 +182,7 @@ void PresenceMirror::SyncFromCache(const std::set<std::string>& touched) {
         LOG(WARNING) << "presence: agents/" << id << " rejected: oversize document";
         return;
       }
-      absl::StatusOr<pb::Agent> a = AgentFromDocument(*doc, id);
+      absl::StatusOr<pb::Agent> a = AgentFromDocument(*doc, id, options_.secret);
       if (!a.ok()) {
         ++stats_.rejected;
         LOG(WARNING) << "presence: " << a.status().message();

@@ -38,6 +38,9 @@ namespace cnet::federation {
 struct PresenceOptions {
   std::string node;  // this node (network.node_id)
   absl::Duration update_interval = absl::Seconds(15);
+  // The network's shared secret: documents are signed with it and others'
+  // documents verified (documents.h); empty = signing disabled.
+  std::string secret;
   Clock* clock = RealClock::Default();
 };
 

@@ -61,7 +61,7 @@ std::vector<pb::Task> RemoteTasks::List() const {
     for (const auto& [id, doc] : b->struct_value().fields()) {
       if (StringField(doc, "node") == options_.node) continue;  // ours: TaskService
       if (doc.ByteSizeLong() > kMaxDocumentBytes) continue;
-      absl::StatusOr<pb::Task> t = TaskFromDocument(doc, id);
+      absl::StatusOr<pb::Task> t = TaskFromDocument(doc, id, options_.secret);
       if (!t.ok() || t->origin_node() == options_.node) continue;
       out[id] = std::move(*t);
     }
@@ -80,7 +80,7 @@ absl::StatusOr<pb::Task> RemoteTasks::Get(const std::string& task_id) const {
   for (const char* bucket : {"available", "assigned", "completed"}) {
     const JsonValue* doc = tasks_.Get({bucket, task_id});
     if (doc == nullptr) continue;
-    absl::StatusOr<pb::Task> t = TaskFromDocument(*doc, task_id);
+    absl::StatusOr<pb::Task> t = TaskFromDocument(*doc, task_id, options_.secret);
     if (!t.ok()) return absl::NotFoundError("task \"" + task_id + "\": " +
                                             std::string(t.status().message()));
     if (t->origin_node() == options_.node) {
@@ -106,7 +106,7 @@ absl::StatusOr<TaskOpResult> RemoteTasks::Submit(TaskOp op) {
     ++stats_.ops_sent;
   }
   const std::string op_path = "task_ops/" + NodeKey(owner) + "/" + op.op_id;
-  absl::Status s = kv_->Put(op_path, ToJson(TaskOpDocument(op)));
+  absl::Status s = kv_->Put(op_path, ToJson(TaskOpDocument(op, options_.secret)));
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
     pending_.erase(op.op_id);
@@ -124,6 +124,15 @@ absl::StatusOr<TaskOpResult> RemoteTasks::Submit(TaskOp op) {
                                   "\" did not answer " + TaskOpName(op.kind) + " within " +
                                   absl::FormatDuration(options_.op_timeout) +
                                   " (it may or may not have been applied)");
+  }
+  absl::Status verified = VerifyTaskOpResult(pending->result, op.kind, options_.secret);
+  if (!verified.ok()) {
+    LOG(WARNING) << "remote tasks: answer from " << owner << " rejected: " << verified.message();
+    absl::MutexLock lock(&mu_);
+    ++stats_.rejected;
+    return absl::UnavailableError("task \"" + op.task_id + "\": the answer of node \"" + owner +
+                                  "\" was rejected (" + std::string(verified.message()) +
+                                  "); it may or may not have been applied");
   }
   return pending->result;
 }

@@ -32,6 +32,8 @@ struct RemoteTasksOptions {
   std::string node;
   // How long an operation waits for the owner's answer.
   absl::Duration op_timeout = absl::Seconds(30);
+  // The network's shared secret (documents.h); empty = signing disabled.
+  std::string secret;
   Clock* clock = RealClock::Default();
 };
 

@@ -113,7 +113,7 @@ void TaskMirror::Publish(const pb::Task& task) {
   for (const char* b : {"available", "assigned", "completed"}) {
     writes[std::string("tasks/") + b + "/" + t.id()] = "null";
   }
-  writes["tasks/" + bucket + "/" + t.id()] = ToJson(TaskDocument(t));
+  writes["tasks/" + bucket + "/" + t.id()] = ToJson(TaskDocument(t, options_.secret));
   writer_->Write(t.id(), std::move(writes));
 }
 
@@ -145,7 +145,7 @@ void TaskMirror::OnOpEvent(const KvEvent& ev) {
     }
   }
   for (auto& [id, doc] : docs) {
-    absl::StatusOr<TaskOp> op = TaskOpFromDocument(doc, id);
+    absl::StatusOr<TaskOp> op = TaskOpFromDocument(doc, id, options_.secret);
     if (!op.ok() || doc.ByteSizeLong() > kMaxDocumentBytes) {
       {
         absl::MutexLock lock(&mu_);
@@ -174,7 +174,7 @@ void TaskMirror::Execute(TaskOp op) {
   }
   if (result_json.empty()) {
     TaskOpResult r = Run(op);
-    result_json = ToJson(TaskOpResultDocument(r));
+    result_json = ToJson(TaskOpResultDocument(r, op.kind, options_.secret));
     absl::MutexLock lock(&mu_);
     if (done_.size() > 100000) done_.clear();
     done_[op.op_id] = result_json;

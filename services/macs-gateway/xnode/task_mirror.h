@@ -43,6 +43,8 @@ struct TaskMirrorOptions {
   std::string node;
   std::shared_ptr<grpc::Channel> tasks_channel;  // the local tasks service
   std::string service_credential;
+  // The network's shared secret (documents.h); empty = signing disabled.
+  std::string secret;
   absl::Duration call_deadline = absl::Seconds(10);
   Clock* clock = RealClock::Default();
 };

@@ -11,11 +11,12 @@ namespace cnet::federation {
 std::unique_ptr<XnodeRuntime> XnodeRuntime::Create(
     const config::Config& cfg, const std::string& node, firebase::FirebaseClient* firebase,
     std::shared_ptr<registry_client::RegistryClient> registry,
-    const std::string& service_credential) {
+    const std::string& service_credential, const std::string& signing_secret) {
   std::unique_ptr<XnodeRuntime> rt(new XnodeRuntime());
   RemoteTasksOptions ro;
   ro.node = node;
   ro.op_timeout = cfg.GetDuration("federation.remote_task_timeout");
+  ro.secret = signing_secret;
   if (firebase == nullptr) {
     rt->kv_ = std::make_unique<MemoryKvStore>();  // empty: no remote tasks
   } else {
@@ -26,11 +27,13 @@ std::unique_ptr<XnodeRuntime> XnodeRuntime::Create(
     PresenceOptions po;
     po.node = node;
     po.update_interval = cfg.GetDuration("network.presence_update_interval");
+    po.secret = signing_secret;
     rt->presence_ = std::make_unique<PresenceMirror>(po, rt->kv_.get(), registry);
     TaskMirrorOptions mo;
     mo.node = node;
     mo.tasks_channel = MakeSuiteChannel(cfg, "services.tasks_addr");
     mo.service_credential = service_credential;
+    mo.secret = signing_secret;
     rt->mirror_ = std::make_unique<TaskMirror>(mo, rt->kv_.get(), registry);
   }
   rt->remote_ = std::make_unique<RemoteTasks>(ro, rt->kv_.get());

@@ -7,7 +7,7 @@
 //
 // main.cc:
 //   auto xnode = cnet::federation::XnodeRuntime::Create(cfg, node,
-//       fed_runtime->firebase(), registry, *service);
+//       fed_runtime->firebase(), registry, *service, signing_secret);
 //   server.services.push_back(xnode->service());
 //   xnode->Start();  ...  hooks.on_shutdown: xnode->Stop();
 #ifndef CNET_SERVICES_MACS_GATEWAY_XNODE_XNODE_RUNTIME_H_
@@ -32,7 +32,7 @@ class XnodeRuntime {
   static std::unique_ptr<XnodeRuntime> Create(
       const config::Config& cfg, const std::string& node, firebase::FirebaseClient* firebase,
       std::shared_ptr<registry_client::RegistryClient> registry,
-      const std::string& service_credential);
+      const std::string& service_credential, const std::string& signing_secret);
   ~XnodeRuntime();
 
   void Start();

@@ -125,6 +125,45 @@ TEST(Documents, BadAgentDocumentsAreRejectedWithReason) {
                                  "x").ok());
 }
 
+TEST(Documents, SignedDocumentsVerifyAndTamperingIsRefused) {
+  pb::Agent a;
+  a.set_id("a-1");
+  a.set_name("worker");
+  a.set_node("node-b");
+  a.mutable_metrics()->set_load(0.1 + 0.2);  // a double that must survive JSON
+  JsonValue doc = J(ToJson(AgentDocument(a, absl::Now(), "k")));
+  EXPECT_TRUE(AgentFromDocument(doc, "a-1", "k").ok());
+  EXPECT_EQ(AgentFromDocument(doc, "a-1", "other").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  (*doc.mutable_struct_value()->mutable_fields())["record"]
+      .mutable_struct_value()->mutable_fields()->operator[]("name").set_string_value("evil");
+  EXPECT_EQ(AgentFromDocument(doc, "a-1", "k").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(AgentFromDocument(doc, "a-1").ok());  // signing disabled: not checked
+
+  TaskOp op;
+  op.op_id = "op-1";
+  op.from_node = "node-b";
+  op.agent_id = "b1";
+  op.task_id = "t1";
+  op.kind = TaskOpKind::kProgress;
+  op.request = J(R"({"task_id":"t1","lease_epoch":"3","percent":12.5})");
+  JsonValue opdoc = J(ToJson(TaskOpDocument(op, "k")));
+  EXPECT_TRUE(TaskOpFromDocument(opdoc, "op-1", "k").ok());
+  (*opdoc.mutable_struct_value()->mutable_fields())["agent_id"].set_string_value("b2");
+  EXPECT_EQ(TaskOpFromDocument(opdoc, "op-1", "k").status().code(),
+            absl::StatusCode::kUnauthenticated);
+
+  TaskOpResult r;
+  r.op_id = "op-1";
+  r.response = J(R"({"lease_valid":true})");
+  auto back = TaskOpResultFromDocument(J(ToJson(TaskOpResultDocument(r, op.kind, "k"))), "op-1");
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(VerifyTaskOpResult(*back, op.kind, "k").ok());
+  back->code = 9;
+  EXPECT_FALSE(VerifyTaskOpResult(*back, op.kind, "k").ok());
+}
+
 TEST(Documents, TaskBucketsAndOps) {
   EXPECT_EQ(TaskBucket(pb::TASK_STATE_QUEUED), "available");
   EXPECT_EQ(TaskBucket(pb::TASK_STATE_RUNNING), "assigned");

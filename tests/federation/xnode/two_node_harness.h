@@ -37,6 +37,8 @@ namespace cnet::xnode_test {
 
 inline constexpr char kAdmin[] = "admin-cred";
 inline constexpr char kService[] = "svc-cred";
+// The network's shared secret: federation documents are signed with it.
+inline constexpr char kNetSecret[] = "net-secret";
 
 class TestNode {
  public:
@@ -112,15 +114,18 @@ class TestNode {
     // --- gateway-side components
     federation::PresenceOptions po;
     po.node = name_;
+    po.secret = kNetSecret;
     presence_ = std::make_unique<federation::PresenceMirror>(po, kv_, registry_client_);
     federation::TaskMirrorOptions mo;
     mo.node = name_;
     mo.tasks_channel = MakeChannel(tasks_server_->address());
     mo.service_credential = kService;
+    mo.secret = kNetSecret;
     mirror_ = std::make_unique<federation::TaskMirror>(mo, kv_, registry_client_);
     federation::RemoteTasksOptions rto;
     rto.node = name_;
     rto.op_timeout = absl::Seconds(20);
+    rto.secret = kNetSecret;
     remote_ = std::make_unique<federation::RemoteTasks>(rto, kv_);
     remote_impl_ = std::make_unique<federation::RemoteTaskServiceImpl>(remote_.get());
     {

@@ -388,8 +388,9 @@ TEST_P(TwoNodeTest, BadRequestsAndForgedOpsAreRefused) {
               grpc::StatusCode::PERMISSION_DENIED);
   }
 
-  // A forged op written straight into the database: node-b claims to act
-  // for a-py (an agent of node-a). The owner refuses it.
+  // A forged op written straight into the database by a holder of the
+  // network secret: node-b claims to act for a-py (an agent of node-a). The
+  // owner refuses it.
   federation::TaskOp op;
   op.op_id = "op-forged";
   op.from_node = "node-b";
@@ -400,18 +401,35 @@ TEST_P(TwoNodeTest, BadRequestsAndForgedOpsAreRefused) {
   creq.set_task_id(task.id());
   op.request = federation::MessageToValue(creq);
   ASSERT_TRUE(kv_->Put("task_ops/node-a/op-forged",
-                      federation::ToJson(federation::TaskOpDocument(op)))
+                      federation::ToJson(federation::TaskOpDocument(op, kNetSecret)))
                   .ok());
   ASSERT_TRUE(waiter_->Until([&] { return a_->mirror().stats().ops_refused == 1; }));
   EXPECT_EQ(GetOnA(task.id()).state(), pb::TASK_STATE_QUEUED);
   // Malformed op documents are dropped and counted.
   ASSERT_TRUE(kv_->Put("task_ops/node-a/op-bad", R"({"op_id":"op-bad","op":"explode"})").ok());
   ASSERT_TRUE(waiter_->Until([&] { return a_->mirror().stats().ops_malformed == 1; }));
+  // An op signed with another secret (as b-rust, who could do the task) is
+  // dropped unexecuted.
+  op.op_id = "op-wrong-key";
+  op.agent_id = "b-rust";
+  ASSERT_TRUE(kv_->Put("task_ops/node-a/op-wrong-key",
+                       federation::ToJson(federation::TaskOpDocument(op, "not-the-secret")))
+                  .ok());
+  ASSERT_TRUE(waiter_->Until([&] { return a_->mirror().stats().ops_malformed == 2; }));
+  EXPECT_EQ(GetOnA(task.id()).state(), pb::TASK_STATE_QUEUED);
+  EXPECT_EQ(a_->mirror().stats().ops_executed, 0);
+  // An unsigned agent document (e.g. injected into the database) is not
+  // mirrored.
+  ASSERT_TRUE(kv_->Put("agents/c1", R"({"id":"c1","name":"c1","node":"node-c",)"
+                                    R"("capabilities":["rust"],"status":"online"})")
+                  .ok());
   // A malformed agent document does not disturb the others.
   ASSERT_TRUE(kv_->Put("agents/evil", R"({"id":"other","node":"node-c"})").ok());
   ASSERT_TRUE(waiter_->Until([&] { return a_->presence().stats().rejected >= 1; }));
   EXPECT_TRUE(a_->registry().GetAgent("b-rust").ok());
   EXPECT_EQ(a_->registry().GetAgent("evil").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(waiter_->Until([&] { return a_->presence().stats().rejected >= 2; }));
+  EXPECT_EQ(a_->registry().GetAgent("c1").status().code(), absl::StatusCode::kNotFound);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, TwoNodeTest, ::testing::Values("memory", "firebase"),
