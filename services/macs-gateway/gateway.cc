@@ -1104,6 +1104,10 @@ void Gateway::ApplyAccepted(Accepted* a) {
     if (it != dedupe_.end()) it->second.committed = true;
   }
   if (a->ack_deadline_us != 0) ArmEscalation(a->rowid, FromMicros(a->ack_deadline_us));
+  if (a->remote_copies > 0) {
+    absl::MutexLock lock(&federation_mu_);
+    if (outbox_listener_) outbox_listener_();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -2363,6 +2367,11 @@ absl::StatusOr<int64_t> Gateway::ApplyRemoteReceipt(const std::string& sender,
     return absl::OkStatus();
   }));
   return changed;
+}
+
+void Gateway::SetOutboxListener(std::function<void()> fn) {
+  absl::MutexLock lock(&federation_mu_);
+  outbox_listener_ = std::move(fn);
 }
 
 void Gateway::SetFederationStatusSource(std::function<void(pb::FederationStatus*)> fill) {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -202,6 +203,14 @@ void Federation::Report(Medium& m, const absl::Status& st, absl::Time now) {
   cap = std::min(cap, absl::ToDoubleSeconds(options_.backoff_max));
   std::uniform_real_distribution<double> jitter(0, cap);
   m.next_try = now + absl::Seconds(jitter(rng_));
+  // A server-given wait (GitHub retry-after / rate-limit reset) wins.
+  for (const char* key : {"type.claudenet/github.retry_after_ms"}) {
+    auto p = st.GetPayload(key);
+    int64_t ms = 0;
+    if (p.has_value() && absl::SimpleAtoi(std::string(*p), &ms) && ms > 0) {
+      m.next_try = std::max(m.next_try, now + absl::Milliseconds(ms));
+    }
+  }
   if (&m == &firebase_) {
     counters_.firebase_failures++;
   } else {
