@@ -460,6 +460,14 @@ absl::StatusOr<pb::SendResponse> Gateway::AcceptRemote(const pb::Message& messag
   return result;
 }
 
+void Gateway::AcceptRemoteAsync(const pb::Message& message, pb::Transport transport,
+                                const std::string& from_node, SendDone done) {
+  pb::SendRequest request;
+  *request.mutable_message() = message;
+  Caller nobody;
+  SendInternal(nobody, request, &from_node, transport, std::move(done));
+}
+
 absl::StatusOr<std::string> Gateway::SigningKey(const std::string& sender) const {
   auto it = options_.agent_keys.find(sender);
   if (it != options_.agent_keys.end()) return it->second;

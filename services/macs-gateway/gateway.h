@@ -151,6 +151,12 @@ class Gateway {
                                                            claudenet::v1::Transport transport,
                                                            const std::string& from_node);
 
+  // AcceptRemote with a callback (runs exactly once, on the calling thread
+  // for a rejection or on the writer thread after the commit); successive
+  // calls keep their order in the inboxes.
+  void AcceptRemoteAsync(const claudenet::v1::Message& message, claudenet::v1::Transport transport,
+                         const std::string& from_node, SendDone done);
+
   // Opens a subscription; returns its id for Unsubscribe. The ready frame
   // and the first deliveries reach the sink before this returns.
   absl::StatusOr<uint64_t> Subscribe(const Caller& caller,
