@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   cnet::cli::AddReservationCommands(&app, &g);
   cnet::cli::AddHookCommands(&app, &g);
   cnet::cli::AddCardCommands(&app, &g);
+  cnet::cli::AddMcpCommand(&app, &g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
