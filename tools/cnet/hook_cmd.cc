@@ -539,6 +539,7 @@ class Hooks {
         MakeSuiteChannel(config(), "services.registry_addr"));
     auto tasks = pb::TaskService::NewStub(MakeSuiteChannel(config(), "services.tasks_addr"));
     std::string last_report;
+    int failures = 0;  // consecutive unanswered heartbeats
     for (;;) {
       json s = ReadJsonFile(SessionPath(session_id));
       if (!s.is_object()) break;
@@ -555,6 +556,8 @@ class Hooks {
           st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
         break;  // deregistered: nothing left to keep alive
       }
+      failures = st.ok() ? 0 : failures + 1;
+      if (failures >= 60) break;  // ~15 min without the registry: give up
       std::string root = Str(s, "root");
       std::string ws = Str(s, "workspace");
       std::string base = Str(s, "base_ref");

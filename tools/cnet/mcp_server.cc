@@ -213,16 +213,6 @@ pb::Priority ParsePriority(const json& a) {
   return pb::PRIORITY_NORMAL;
 }
 
-json ReservationJson(const pb::Reservation& r) {
-  return {{"id", r.id()},
-          {"workspace", r.workspace()},
-          {"pattern", r.pattern()},
-          {"mode", Short(pb::ReservationMode_Name(r.mode()), "RESERVATION_MODE_")},
-          {"holder", r.holder()},
-          {"expires_at", Ts(r.expires_at())},
-          {"reason", r.reason()}};
-}
-
 json PathResultJson(const pb::PathResult& r) {
   json j = {{"pattern", r.pattern()},
             {"outcome", Short(pb::PathOutcome_Name(r.outcome()), "PATH_OUTCOME_")}};
