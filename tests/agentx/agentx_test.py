@@ -409,6 +409,29 @@ class ReservationTest(Base):
         self.assertEqual(self.as_agent(alice, "release", "--all").returncode, 0)
         self.assertEqual(self.as_agent(bob, "release", "--all").returncode, 0)
 
+    def test_renew_and_admin_force_release_answer_per_item(self):
+        alice = self.join("renew-alice")
+        bob = self.join("renew-bob")
+        r = self.as_agent(alice, "--json", "reserve", "lib/**", "--ttl", "5m")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        res_id = json.loads(r.stdout)["results"][0]["reservation_id"]
+        r = self.as_agent(alice, "reservations", "renew", "lib/**", "--ttl", "20m")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertTrue(r.stdout.startswith("OK lib/**"), r.stdout)
+        r = self.as_agent(bob, "reservations", "renew", "--id", res_id)
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("NOT_OWNER", r.stdout)
+        # Agents cannot force-release; the admin (local admin.token) can.
+        r = self.s.cnet("--token", "not-admin", "reservations", "force-release", "--id", res_id,
+                        "--reason", "stuck")
+        self.assertEqual(r.returncode, 4, r.stderr)
+        r = self.s.cnet("reservations", "force-release", "--id", res_id, "--reason", "stuck")
+        self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
+        self.assertIn("OK lib/**", r.stdout)
+        r = self.as_agent(alice, "reservations", "renew", "--id", res_id)
+        self.assertEqual(r.returncode, 3)
+        self.assertRegex(r.stdout, "(NOT_FOUND|EXPIRED)")
+
     def test_pre_commit_refuses_a_commit_touching_another_agents_reservation(self):
         alice = self.join("commit-alice")
         bob = self.join("commit-bob")
@@ -565,6 +588,11 @@ class HookTest(Base):
                              tool_name="MultiEdit",
                              tool_input={"file_path": "src/b.cc", "edits": []})
         self.assertEqual(self.hook("pre-tool-use", multi, agent=bob)["hookSpecificOutput"]
+                         ["permissionDecision"], "deny")
+        notebook = self.payload("PreToolUse", session, tool_name="NotebookEdit",
+                                tool_input={"notebook_path": os.path.join(self.repo, "src/n.ipynb"),
+                                            "new_source": "x"})
+        self.assertEqual(self.hook("pre-tool-use", notebook, agent=bob)["hookSpecificOutput"]
                          ["permissionDecision"], "deny")
         read = self.payload("PreToolUse", session, tool_name="Read",
                             tool_input={"file_path": os.path.join(self.repo, "src/a.cc")})

@@ -631,7 +631,11 @@ class Hooks {
     try {
       if (event == "sessionstart") return SessionStart(in);
       if (event == "pretooluse") return PreToolUse(in);
-      if (event == "stop" || event == "subagentstop") return Finish(in, false);
+      if (event == "stop") return Finish(in, false);
+      if (event == "subagentstop") {  // the session goes on: nothing to report
+        Emit(json::object());
+        return kExitOk;
+      }
       if (event == "sessionend") return Finish(in, true);
     } catch (const std::exception& e) {
       std::cerr << "cnet hook: " << e.what() << "\n";
