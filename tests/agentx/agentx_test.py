@@ -657,7 +657,7 @@ class HookTest(Base):
         path = os.path.join(project, ".claude/settings.json")
         with open(path, "w") as f:
             json.dump(existing, f)
-        r = self.s.cnet("hooks", "install", "--project", project)
+        r = self.s.cnet("hooks", "install", "--project", project, "--command", "cnet")
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(path) as f:
             merged = json.load(f)
@@ -672,10 +672,17 @@ class HookTest(Base):
                            ("SessionEnd", "session-end")):
             self.assertEqual(merged["hooks"][event][0]["hooks"][0]["command"], "cnet hook " + arg)
         # Idempotent.
-        r = self.s.cnet("hooks", "install", "--project", project)
+        r = self.s.cnet("hooks", "install", "--project", project, "--command", "cnet")
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(path) as f:
             self.assertEqual(json.load(f), merged)
+        # Without cnet on PATH the hooks call this binary by its absolute path.
+        other = tempfile.mkdtemp(dir=self.s.root, prefix="proj")
+        r = self.s.cnet("hooks", "install", "--project", other)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(other, ".claude/settings.json")) as f:
+            command = json.load(f)["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+        self.assertEqual(command, os.path.realpath(CNET) + " hook pre-tool-use")
         # A settings file that is not JSON is left alone.
         with open(path, "w") as f:
             f.write("{broken")

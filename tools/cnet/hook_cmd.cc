@@ -60,7 +60,7 @@ struct HookFlags {
   // hooks install
   std::string project;
   bool git = false;
-  std::string command = "cnet";
+  std::string command;  // "" = `cnet` when on PATH, else this binary's path
 };
 
 bool Unreachable(const grpc::Status& s) {
@@ -651,7 +651,23 @@ class Hooks {
   // --- hooks install -----------------------------------------------------------
   // Adds one entry per event to <project>/.claude/settings.json unless an
   // entry running the same command is already there; keeps everything else.
+  // How the hooks invoke cnet: --command, else `cnet` when PATH finds an
+  // executable of that name, else the absolute path of this binary (a
+  // bazel-bin build), so the installed hooks never fail with "not found".
+  std::string CnetCommand() {
+    if (!f_->command.empty()) return f_->command;
+    const char* path = std::getenv("PATH");
+    for (absl::string_view dir : absl::StrSplit(path ? path : "", ':', absl::SkipEmpty())) {
+      std::string candidate = absl::StrCat(dir, "/cnet");
+      if (::access(candidate.c_str(), X_OK) == 0) return "cnet";
+    }
+    char exe[4096] = {0};
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    return n > 0 ? std::string(exe, static_cast<size_t>(n)) : "cnet";
+  }
+
   int Install() {
+    f_->command = CnetCommand();
     std::string project = f_->project;
     if (project.empty()) {
       char buf[4096] = {0};
@@ -822,7 +838,8 @@ void AddHookCommands(CLI::App* app, Globals* g) {
       "install", "merge cnet's hook entries into <project>/.claude/settings.json");
   install->add_option("--project", f->project, "project directory (default: cwd)");
   install->add_flag("--git", f->git, "also install the git pre-commit reservation check");
-  install->add_option("--command", f->command, "how hooks invoke cnet")->capture_default_str();
+  install->add_option("--command", f->command,
+                      "how hooks invoke cnet (default: cnet if on PATH, else this binary)");
   install->callback([g, hooks] { g->exit_code = hooks->Install(); });
 }
 
