@@ -494,11 +494,14 @@ class ReservationTest(Base):
 
 
 class HookTest(Base):
-    def hook(self, event, payload, agent=None, home=None, env=None):
+    def hook(self, event, payload, agent=None, home=None, env=None, deadline="20"):
+        # A generous deadline: under load a 1.5 s one could pass for "suite
+        # down"; the suite-down test keeps the default.
         e = dict(env or {})
         if agent:
             e["CNET_AGENT_ID"] = agent
-        r = self.s.cnet("hook", event, stdin=json.dumps(payload), env=e, home=home,
+        extra = ["--deadline", deadline] if deadline else []
+        r = self.s.cnet("hook", event, *extra, stdin=json.dumps(payload), env=e, home=home,
                         cwd=self.repo)
         self.assertEqual(r.returncode, 0, r.stderr)
         return json.loads(r.stdout)
@@ -629,7 +632,7 @@ class HookTest(Base):
         edit = self.payload("PreToolUse", "sess-down", tool_name="Edit",
                             tool_input={"file_path": os.path.join(self.repo, "src/a.cc")})
         started = time.monotonic()
-        first = self.hook("pre-tool-use", edit, home=home, env=env)
+        first = self.hook("pre-tool-use", edit, home=home, env=env, deadline=None)
         self.assertLess(time.monotonic() - started, 20)
         self.assertNotIn("hookSpecificOutput", first)  # allowed: no deny
         self.assertIn("unreachable", first["systemMessage"])
