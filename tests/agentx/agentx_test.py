@@ -75,6 +75,9 @@ class Suite:
                     "CNET_NETWORK__NODE_ID": "agentx-node",
                     "CNET_SERVICES__DATA_DIR": os.path.join(self.root, "data"),
                     "GIT_CONFIG_NOSYSTEM": "1"}
+        self.pick_ports()
+
+    def pick_ports(self):
         for key in ADDR_KEYS:
             self.env["CNET_SERVICES__" + key] = f"127.0.0.1:{free_port()}"
             self.env["CNET_SERVICES__" + key.replace("_ADDR", "_METRICS_PORT")] = str(free_port())
@@ -90,9 +93,15 @@ class Suite:
                               text=True, timeout=60)
 
     def up(self):
-        up = self.cnet("up", "--bin-dir", os.path.join(RUNFILES, "services"))
-        if up.returncode != 0:
-            raise RuntimeError("cnet up failed: " + up.stderr)
+        # A free port can be taken by a parallel test between picking and
+        # binding: then start again on other ports.
+        for attempt in range(3):
+            up = self.cnet("up", "--bin-dir", os.path.join(RUNFILES, "services"))
+            if up.returncode == 0:
+                return
+            self.cnet("down")
+            self.pick_ports()
+        raise RuntimeError("cnet up failed: " + up.stderr)
 
     def down(self):
         self.cnet("down")
