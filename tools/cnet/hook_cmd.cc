@@ -345,7 +345,6 @@ class Hooks {
       return kExitOk;
     }
     json specific = {{"hookEventName", "PreToolUse"}};
-    std::string warning;
     absl::Time until = absl::Now() + deadline();
     auto left = [&] { return std::max(until - absl::Now(), absl::Milliseconds(100)); };
     if (rel) {
@@ -404,7 +403,6 @@ class Hooks {
     }
     json out = json::object();
     if (specific.size() > 1) out["hookSpecificOutput"] = specific;
-    if (!warning.empty()) out["systemMessage"] = warning;
     Emit(out);
     return kExitOk;
   }
