@@ -90,9 +90,9 @@ absl::Status WriteSavedAgent(const std::string& home, const std::string& registr
 absl::StatusOr<SavedAgent> ResolveAgent(const config::Config& config, const std::string& home,
                                         const std::string& as) {
   std::string id = as;
-  if (id.empty()) {
-    const char* env = std::getenv("CNET_AGENT_ID");
-    if (env != nullptr) id = env;
+  for (const char* name : {"CNET_AGENT_ID", "CNET_AGENT"}) {
+    const char* env = std::getenv(name);
+    if (id.empty() && env != nullptr) id = env;
   }
   if (id.empty()) id = config.GetString("agent.id");
   if (id.empty()) {

@@ -41,7 +41,8 @@ absl::Status WriteSavedAgent(const std::string& home, const std::string& registr
                              const claudenet::v1::Agent& agent, const std::string& token,
                              std::string* path);
 
-// The acting identity: `as`, else $CNET_AGENT_ID, else agent.id from the
+// The acting identity: `as`, else $CNET_AGENT_ID or $CNET_AGENT (the
+// global --agent of the msg/task commands), else agent.id from the
 // configuration, else the only saved identity. NOT_FOUND when none,
 // FAILED_PRECONDITION when several are saved and none is chosen.
 absl::StatusOr<SavedAgent> ResolveAgent(const config::Config& config, const std::string& home,

@@ -163,9 +163,9 @@ class Hooks {
 
   absl::StatusOr<SavedAgent> ChooseAgent(const std::string& root) {
     std::string as = f_->as;
-    if (as.empty()) {
-      const char* env = std::getenv("CNET_AGENT_ID");
-      if (env != nullptr) as = env;
+    for (const char* name : {"CNET_AGENT_ID", "CNET_AGENT"}) {
+      const char* env = std::getenv(name);
+      if (as.empty() && env != nullptr) as = env;
     }
     if (as.empty()) as = config().GetString("agent.id");
     if (as.empty() && !root.empty()) as = Str(ReadJsonFile(ProjectPath(root)), "agent_id");
