@@ -296,6 +296,22 @@ TEST_F(FirebaseClientTest, ConnectionsAreReused) {
   EXPECT_LE(c.connections_opened(), 2);
 }
 
+// Regression (#12 finding): Json::dump() throws on invalid UTF-8; the
+// client must answer INVALID_ARGUMENT and send nothing.
+TEST_F(FirebaseClientTest, InvalidUtf8IsRejectedNotThrown) {
+  FirebaseClient c(Options());
+  int64_t before = fake_->requests();
+  Json bad = Json{{"body", std::string("\xff\xfe bad")}};
+  EXPECT_EQ(c.Put("m/1", bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.Push("m", bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.Patch("m/1", bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.UpdateMultiPath("m", {{"1", bad}}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.PutIf("m/1", bad, "tag").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.Get("m", Query::OrderByKey().EqualTo(std::string("\xc3"))).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fake_->requests(), before);
+}
+
 TEST(FirebaseStatusTest, MapsEveryClass) {
   struct Case {
     int code;

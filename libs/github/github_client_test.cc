@@ -214,6 +214,18 @@ TEST_F(GitHubClientTest, ErrorClasses) {
   EXPECT_EQ(c.CreateIssue("t", "b", {}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// Regression (#12 finding): invalid UTF-8 in caller text must be
+// INVALID_ARGUMENT, not an exception from Json::dump().
+TEST_F(GitHubClientTest, InvalidUtf8IsRejectedNotThrown) {
+  GitHubClient c(Options());
+  std::string bad = "\xff\xfe";
+  EXPECT_EQ(c.CreateIssue("t", bad, {}).status().code(), absl::StatusCode::kInvalidArgument);
+  int64_t n = fake_->AddIssue("x", "", {});
+  EXPECT_EQ(c.CreateComment(n, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.AddLabels(n, {bad}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fake_->requests(), 0);
+}
+
 TEST(GitHubParseTest, LinkHeader) {
   auto links = ParseLinkHeader(
       "<https://api.github.com/repositories/1/issues?labels=a,b&page=2>; rel=\"next\", "
