@@ -656,6 +656,7 @@ FirebaseFake::FirebaseFake() : FirebaseFake(Options()) {}
 
 FirebaseFake::FirebaseFake(Options options) : state_(std::make_unique<State>()) {
   state_->options = std::move(options);
+  state_->redirect_next_stream = state_->options.redirect_first_stream;
 }
 
 FirebaseFake::~FirebaseFake() { Stop(); }

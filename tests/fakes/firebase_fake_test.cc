@@ -144,6 +144,19 @@ TEST_F(FirebaseFakeTest, StreamStartsWithSnapshotAndRedirectsWhenAsked) {
   EXPECT_EQ(fake_->stream_requests(), 2);
 }
 
+TEST(FirebaseFakeOptionsTest, RedirectFirstStreamOption) {
+  FirebaseFake::Options o;
+  o.redirect_first_stream = true;
+  FirebaseFake fake(o);
+  ASSERT_TRUE(fake.Start().ok());
+  httplib::Client cli("127.0.0.1", fake.port());
+  httplib::Headers sse = {{"Accept", "text/event-stream"}};
+  auto r = cli.Get("/x.json", sse);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 307);
+  EXPECT_EQ(cli.Get("/x.json")->status, 200);  // REST reads are not redirected
+}
+
 TEST_F(FirebaseFakeTest, FaultKnobs) {
   fake_->FailAllWith(503);
   EXPECT_EQ(cli_->Get("/a.json?auth=sek")->status, 503);
