@@ -5,6 +5,7 @@
 #include "libs/firebase/firebase_client.h"
 
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -310,6 +311,26 @@ TEST_F(FirebaseClientTest, InvalidUtf8IsRejectedNotThrown) {
   EXPECT_EQ(c.Get("m", Query::OrderByKey().EqualTo(std::string("\xc3"))).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(fake_->requests(), before);
+}
+
+TEST_F(FirebaseClientTest, SharedByManyThreads) {
+  FirebaseClient c(Options());
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        std::string path = "conc/t" + std::to_string(t) + "/k" + std::to_string(i);
+        if (!c.Put(path, i).ok()) ++failures;
+        auto v = c.Get(path);
+        if (!v.ok() || *v != i) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(fake_->writes(), 200);
+  EXPECT_LE(c.connections_opened(), 16);  // pooled, not one per request
 }
 
 TEST(FirebaseStatusTest, MapsEveryClass) {
