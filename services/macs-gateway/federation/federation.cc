@@ -766,7 +766,9 @@ void Federation::ScheduleLocked(absl::Time when) {
   if (timer_ != 0 && timer_at_ <= when) return;
   if (timer_ != 0) clock_->Cancel(timer_);
   timer_at_ = when;
-  timer_ = clock_->RunAt(when, [this] {
+  timer_ = clock_->RunAt(when, [this, life = life_] {
+    absl::MutexLock alive(&life->mu);
+    if (!life->alive) return;
     absl::MutexLock lock(&mu_);
     timer_ = 0;
     timer_at_ = absl::InfiniteFuture();
@@ -806,6 +808,10 @@ void Federation::Run() {
 }
 
 void Federation::Stop() {
+  {
+    absl::MutexLock lock(&life_->mu);
+    life_->alive = false;  // a timer callback running now finishes first
+  }
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;

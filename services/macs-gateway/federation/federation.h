@@ -251,6 +251,12 @@ class Federation {
   Clock::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time timer_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::thread thread_;
+  // Timer callbacks check this before touching the object (Stop clears it).
+  struct Life {
+    absl::Mutex mu;
+    bool alive ABSL_GUARDED_BY(mu) = true;
+  };
+  std::shared_ptr<Life> life_ = std::make_shared<Life>();
 };
 
 }  // namespace cnet::macs::federation
