@@ -47,6 +47,19 @@ absl::StatusOr<Json> ParseBody(absl::string_view body, absl::string_view what) {
   return j;
 }
 
+// Json::dump() throws on a string holding invalid UTF-8 (a value built by
+// the caller, not parsed); that must be a clean INVALID_ARGUMENT, never an
+// exception escaping into the gateway (found by reasoning over the fuzz
+// surface; regression test InvalidUtf8IsRejectedNotThrown).
+absl::StatusOr<std::string> DumpJson(const Json& v, absl::string_view what) {
+  try {
+    return v.dump();
+  } catch (const Json::exception&) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": value holds a string that is not valid UTF-8"));
+  }
+}
+
 }  // namespace
 
 Json ServerTimestamp() { return Json{{".sv", "timestamp"}}; }
@@ -140,12 +153,15 @@ absl::StatusOr<std::string> EncodeQuery(const Query& q) {
   CNET_RETURN_IF_ERROR(check_value(q.end_at, "endAt"));
   CNET_RETURN_IF_ERROR(check_value(q.equal_to, "equalTo"));
   std::vector<std::string> parts;
-  if (!q.order_by.empty()) {
-    parts.push_back(absl::StrCat("orderBy=", http::UrlEncode(Json(q.order_by).dump())));
-  }
-  if (q.start_at) parts.push_back(absl::StrCat("startAt=", http::UrlEncode(q.start_at->dump())));
-  if (q.end_at) parts.push_back(absl::StrCat("endAt=", http::UrlEncode(q.end_at->dump())));
-  if (q.equal_to) parts.push_back(absl::StrCat("equalTo=", http::UrlEncode(q.equal_to->dump())));
+  auto add = [&](const char* name, const Json& v) -> absl::Status {
+    CNET_ASSIGN_OR_RETURN(std::string text, DumpJson(v, absl::StrCat("query: ", name)));
+    parts.push_back(absl::StrCat(name, "=", http::UrlEncode(text)));
+    return absl::OkStatus();
+  };
+  if (!q.order_by.empty()) CNET_RETURN_IF_ERROR(add("orderBy", Json(q.order_by)));
+  if (q.start_at) CNET_RETURN_IF_ERROR(add("startAt", *q.start_at));
+  if (q.end_at) CNET_RETURN_IF_ERROR(add("endAt", *q.end_at));
+  if (q.equal_to) CNET_RETURN_IF_ERROR(add("equalTo", *q.equal_to));
   if (q.limit_to_first) parts.push_back(absl::StrCat("limitToFirst=", *q.limit_to_first));
   if (q.limit_to_last) parts.push_back(absl::StrCat("limitToLast=", *q.limit_to_last));
   return absl::StrJoin(parts, "&");
@@ -325,7 +341,7 @@ absl::Status FirebaseClient::Put(absl::string_view path, const Json& value) {
   c.method = "PUT";
   c.path = p;
   c.query = "print=silent";
-  c.body = value.dump();
+  CNET_ASSIGN_OR_RETURN(c.body, DumpJson(value, absl::StrCat("PUT /", p)));
   return Execute(c).status();
 }
 
@@ -334,7 +350,7 @@ absl::StatusOr<std::string> FirebaseClient::Push(absl::string_view path, const J
   Call c;
   c.method = "POST";
   c.path = p;
-  c.body = value.dump();
+  CNET_ASSIGN_OR_RETURN(c.body, DumpJson(value, absl::StrCat("POST /", p)));
   c.idempotent = false;
   CNET_ASSIGN_OR_RETURN(CallResult r, Execute(c));
   CNET_ASSIGN_OR_RETURN(Json j, ParseBody(r.response.body, absl::StrCat("POST /", p)));
@@ -354,7 +370,7 @@ absl::Status FirebaseClient::Patch(absl::string_view path, const Json& children)
   c.method = "PATCH";
   c.path = p;
   c.query = "print=silent";
-  c.body = children.dump();
+  CNET_ASSIGN_OR_RETURN(c.body, DumpJson(children, absl::StrCat("PATCH /", p)));
   return Execute(c).status();
 }
 
@@ -390,7 +406,7 @@ absl::Status FirebaseClient::UpdateMultiPath(absl::string_view base,
   c.method = "PATCH";
   c.path = b;
   c.query = "print=silent";
-  c.body = body.dump();
+  CNET_ASSIGN_OR_RETURN(c.body, DumpJson(body, absl::StrCat("multi-path update at /", b)));
   return Execute(c).status();
 }
 
@@ -423,7 +439,7 @@ absl::StatusOr<ConditionalWrite> FirebaseClient::PutIf(absl::string_view path, c
   Call c;
   c.method = "PUT";
   c.path = p;
-  c.body = value.dump();
+  CNET_ASSIGN_OR_RETURN(c.body, DumpJson(value, absl::StrCat("PUT /", p)));
   c.headers.emplace_back("X-Firebase-ETag", "true");
   c.headers.emplace_back("if-match", etag);
   c.accept_412 = true;

@@ -21,9 +21,10 @@
 // max_retries times on UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED with
 // exponential backoff and full jitter (retry_initial_backoff doubling, capped
 // at retry_max_backoff). POST (push) is retried only when the connection
-// could not be established (the request certainly never reached the server);
-// callers wanting safe retries use PushId()+Put instead. Conditional writes
-// (if-match) are idempotent and retried too.
+// could not be established (the request certainly never reached the server)
+// or the answer was 429 (rejected unprocessed); callers wanting safe retries
+// use NewPushId()+Put instead. Conditional writes (if-match) are idempotent
+// and retried too.
 //
 // Paths: "" or "/" is the root; segments separated by '/'; a segment must be
 // non-empty and must not contain '.', '#', '$', '[', ']' or control

@@ -5,6 +5,7 @@
 #include "libs/firebase/firebase_client.h"
 
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -294,6 +295,42 @@ TEST_F(FirebaseClientTest, ConnectionsAreReused) {
   FirebaseClient c(Options());
   for (int i = 0; i < 30; ++i) ASSERT_TRUE(c.Put("k", i).ok());
   EXPECT_LE(c.connections_opened(), 2);
+}
+
+// Regression (#12 finding): Json::dump() throws on invalid UTF-8; the
+// client must answer INVALID_ARGUMENT and send nothing.
+TEST_F(FirebaseClientTest, InvalidUtf8IsRejectedNotThrown) {
+  FirebaseClient c(Options());
+  int64_t before = fake_->requests();
+  Json bad = Json{{"body", std::string("\xff\xfe bad")}};
+  EXPECT_EQ(c.Put("m/1", bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.Push("m", bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.Patch("m/1", bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.UpdateMultiPath("m", {{"1", bad}}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.PutIf("m/1", bad, "tag").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.Get("m", Query::OrderByKey().EqualTo(std::string("\xc3"))).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fake_->requests(), before);
+}
+
+TEST_F(FirebaseClientTest, SharedByManyThreads) {
+  FirebaseClient c(Options());
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        std::string path = "conc/t" + std::to_string(t) + "/k" + std::to_string(i);
+        if (!c.Put(path, i).ok()) ++failures;
+        auto v = c.Get(path);
+        if (!v.ok() || *v != i) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(fake_->writes(), 200);
+  EXPECT_LE(c.connections_opened(), 16);  // pooled, not one per request
 }
 
 TEST(FirebaseStatusTest, MapsEveryClass) {

@@ -72,6 +72,16 @@ std::string StringField(const Json& item, const char* name) {
   return it->get<std::string>();
 }
 
+// Json::dump() throws on invalid UTF-8 in a caller-built string; map it to
+// INVALID_ARGUMENT (regression test InvalidUtf8IsRejectedNotThrown).
+absl::StatusOr<std::string> DumpJson(const Json& v, absl::string_view what) {
+  try {
+    return v.dump();
+  } catch (const Json::exception&) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": text is not valid UTF-8"));
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<Issue>> ParseIssuesPage(absl::string_view json) {
@@ -362,7 +372,7 @@ absl::StatusOr<int64_t> GitHubClient::CreateIssue(const std::string& title,
   c.url = absl::StrCat(RepoUrl(options_), "/issues");
   c.what = absl::StrCat("POST /repos/", options_.owner, "/", options_.repo, "/issues");
   Json j = {{"title", title}, {"body", body}, {"labels", labels}};
-  c.body = j.dump();
+  CNET_ASSIGN_OR_RETURN(c.body, DumpJson(j, c.what));
   CNET_ASSIGN_OR_RETURN(http::HttpResponse r, Send(c));
   CNET_ASSIGN_OR_RETURN(Json o, ParseObject(r, c.what));
   if (!o.contains("number") || !o["number"].is_number_integer()) {
@@ -456,7 +466,7 @@ absl::StatusOr<int64_t> GitHubClient::CreateComment(int64_t number, const std::s
   c.method = "POST";
   c.url = absl::StrCat(RepoUrl(options_), "/issues/", number, "/comments");
   c.what = absl::StrCat("POST comment on issue #", number);
-  c.body = Json({{"body", body}}).dump();
+  CNET_ASSIGN_OR_RETURN(c.body, DumpJson(Json({{"body", body}}), c.what));
   CNET_ASSIGN_OR_RETURN(http::HttpResponse r, Send(c));
   CNET_ASSIGN_OR_RETURN(Json o, ParseObject(r, c.what));
   if (!o.contains("id") || !o["id"].is_number_integer()) {
@@ -471,7 +481,7 @@ absl::Status GitHubClient::CloseIssue(int64_t number) {
   c.url = absl::StrCat(RepoUrl(options_), "/issues/", number);
   c.what = absl::StrCat("PATCH issue #", number, " state=closed");
   c.retryable = true;
-  c.body = Json({{"state", "closed"}}).dump();
+  c.body = R"({"state":"closed"})";
   return Send(c).status();
 }
 
@@ -481,7 +491,7 @@ absl::Status GitHubClient::AddLabels(int64_t number, const std::vector<std::stri
   c.url = absl::StrCat(RepoUrl(options_), "/issues/", number, "/labels");
   c.what = absl::StrCat("POST labels on issue #", number);
   c.retryable = true;
-  c.body = Json({{"labels", labels}}).dump();
+  CNET_ASSIGN_OR_RETURN(c.body, DumpJson(Json({{"labels", labels}}), c.what));
   return Send(c).status();
 }
 
@@ -492,7 +502,9 @@ absl::Status GitHubClient::EnsureLabel(const std::string& name, const std::strin
   c.url = absl::StrCat(RepoUrl(options_), "/labels");
   c.what = absl::StrCat("POST label \"", name, "\"");
   c.retryable = true;
-  c.body = Json({{"name", name}, {"color", color}, {"description", description}}).dump();
+  CNET_ASSIGN_OR_RETURN(
+      c.body,
+      DumpJson(Json({{"name", name}, {"color", color}, {"description", description}}), c.what));
   auto r = Send(c);
   if (r.ok()) return absl::OkStatus();
   if (r.status().code() == absl::StatusCode::kInvalidArgument &&

@@ -21,9 +21,10 @@
 //
 // Retries: GETs (ListIssues pages) are retried up to max_retries times on
 // 5xx/transport failures with exponential backoff; writes (create issue,
-// comment) are not retried (a retry could duplicate an issue); close and
-// labels (idempotent PATCH/POST of a set) are retried. RESOURCE_EXHAUSTED is
-// never retried internally: the caller owns waiting.
+// comment) are retried only when the request never reached the server (a
+// retry could duplicate an issue); close and labels (idempotent PATCH/POST
+// of a set) are retried. RESOURCE_EXHAUSTED is never retried internally:
+// the caller owns waiting (RetryAfter()).
 #ifndef CNET_LIBS_GITHUB_GITHUB_CLIENT_H_
 #define CNET_LIBS_GITHUB_GITHUB_CLIENT_H_
 
@@ -128,7 +129,9 @@ struct RateLimit {
 class GitHubClient {
  public:
   // `clock` (not owned; RealClock::Default() when null) is used for
-  // rate-limit reset arithmetic and backoff waits are real (bounded) waits.
+  // rate-limit reset arithmetic against GitHub's epoch-seconds
+  // x-ratelimit-reset, so it must read wall time (a SimulatedClock far from
+  // now makes the fail-fast window wrong). Backoff waits use sleep_for.
   explicit GitHubClient(GitHubOptions options, Clock* clock = nullptr);
   ~GitHubClient();
   GitHubClient(const GitHubClient&) = delete;

@@ -214,6 +214,49 @@ TEST_F(GitHubClientTest, ErrorClasses) {
   EXPECT_EQ(c.CreateIssue("t", "b", {}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// Regression (#12 finding): invalid UTF-8 in caller text must be
+// INVALID_ARGUMENT, not an exception from Json::dump().
+TEST_F(GitHubClientTest, InvalidUtf8IsRejectedNotThrown) {
+  GitHubClient c(Options());
+  std::string bad = "\xff\xfe";
+  EXPECT_EQ(c.CreateIssue("t", bad, {}).status().code(), absl::StatusCode::kInvalidArgument);
+  int64_t n = fake_->AddIssue("x", "", {});
+  EXPECT_EQ(c.CreateComment(n, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.AddLabels(n, {bad}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fake_->requests(), 0);
+}
+
+TEST_F(GitHubClientTest, SecondaryLimitWithoutRetryAfterWaitsAMinute) {
+  GitHubClient c(Options());
+  fake_->FailNext(403, 1);
+  auto s = c.ListIssues({});
+  ASSERT_EQ(s.status().code(), absl::StatusCode::kResourceExhausted) << s.status();
+  EXPECT_EQ(RetryAfter(s.status()), absl::Minutes(1));
+}
+
+TEST(GitHubStatusTest, PlainForbiddenIsPermissionDenied) {
+  http::HttpResponse r;
+  r.status = 403;
+  r.body = R"({"message":"Resource not accessible by integration"})";
+  absl::Status s = StatusFromGitHubResponse(r, absl::Now(), "GET x");
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_FALSE(RetryAfter(s).has_value());
+  r.status = 422;
+  r.body = R"({"message":"Validation Failed","errors":[{"resource":"Issue","field":"title","code":"missing_field"},"free text"]})";
+  s = StatusFromGitHubResponse(r, absl::Now(), "POST y");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.message()).find("Issue.title missing_field; free text"), std::string::npos)
+      << s;
+  r.status = 403;
+  r.body = "{}";
+  r.headers.emplace("x-ratelimit-remaining", "0");
+  r.headers.emplace("x-ratelimit-reset", std::to_string(absl::ToUnixSeconds(absl::Now()) + 120));
+  s = StatusFromGitHubResponse(r, absl::Now(), "GET z");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(RetryAfter(s).has_value());
+  EXPECT_GT(*RetryAfter(s), absl::Seconds(100));
+}
+
 TEST(GitHubParseTest, LinkHeader) {
   auto links = ParseLinkHeader(
       "<https://api.github.com/repositories/1/issues?labels=a,b&page=2>; rel=\"next\", "

@@ -101,6 +101,13 @@ std::string QueryOf(absl::string_view url) {
   return std::string(rest.substr(0, hash));
 }
 
+std::string OriginOf(absl::string_view url) {
+  size_t scheme_end = url.find("://");
+  if (scheme_end == absl::string_view::npos) return "";
+  size_t host_end = url.find_first_of("/?#", scheme_end + 3);
+  return absl::AsciiStrToLower(url.substr(0, host_end));
+}
+
 std::string ResolveRedirect(absl::string_view base, absl::string_view location) {
   std::string target;
   if (absl::StartsWith(location, "http://") || absl::StartsWith(location, "https://")) {
@@ -334,6 +341,9 @@ static absl::StatusOr<HttpResponse> Perform(CURL* curl, const HttpOptions& optio
                                             const CurlHttpClient::StreamCallbacks* stream,
                                             int64_t* opened) {
   std::string url = request.url;
+  // Headers sent on this hop; credentials in headers never follow a
+  // redirect to another origin (GitHub tokens), like curl's default.
+  std::vector<std::pair<std::string, std::string>> hop_headers = request.headers;
   for (int hop = 0;; ++hop) {
     curl_easy_reset(curl);
     Transfer t;
@@ -380,7 +390,7 @@ static absl::StatusOr<HttpResponse> Perform(CURL* curl, const HttpOptions& optio
                        static_cast<curl_off_t>(request.body.size()));
     }
     struct curl_slist* headers = nullptr;
-    for (const auto& [name, value] : request.headers) {
+    for (const auto& [name, value] : hop_headers) {
       headers = curl_slist_append(headers, absl::StrCat(name, ": ", value).c_str());
     }
     if (method != "GET") headers = curl_slist_append(headers, "Expect:");
@@ -403,7 +413,16 @@ static absl::StatusOr<HttpResponse> Perform(CURL* curl, const HttpOptions& optio
         return absl::UnavailableError(absl::StrCat(request.method, " ", RedactUrl(request.url),
                                                    ": too many redirects"));
       }
-      url = ResolveRedirect(url, loc->second);
+      std::string next = ResolveRedirect(url, loc->second);
+      if (OriginOf(next) != OriginOf(url)) {
+        hop_headers.erase(std::remove_if(hop_headers.begin(), hop_headers.end(),
+                                         [](const auto& h) {
+                                           std::string n = absl::AsciiStrToLower(h.first);
+                                           return n == "authorization" || n == "cookie";
+                                         }),
+                          hop_headers.end());
+      }
+      url = std::move(next);
       continue;
     }
     if (stream != nullptr && !t.response_announced && stream->on_response) {

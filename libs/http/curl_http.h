@@ -61,7 +61,10 @@ struct HttpOptions {
   // Easy handles kept for reuse (idle); more concurrent requests still run,
   // their handles are just not kept.
   int max_idle_handles = 4;
-  // Redirects (301/302/303/307/308) followed; 0 disables following.
+  // Redirects (301/302/303/307/308) followed; 0 disables following. The
+  // Authorization and Cookie headers are dropped when a redirect leaves the
+  // original origin (query parameters such as Firebase's auth= are kept:
+  // Firebase redirects streams to another host by design).
   int max_redirects = 5;
   std::string user_agent = "claudenet/1";
 };
@@ -81,6 +84,9 @@ std::string UrlEncode(absl::string_view s);
 
 // Returns the query string (without '?') of `url`, or "".
 std::string QueryOf(absl::string_view url);
+
+// "scheme://host[:port]" of an absolute URL, lower-cased ("" if none).
+std::string OriginOf(absl::string_view url);
 
 // The target of a redirect: `location` resolved against `base`; when the
 // location has no query, `base`'s query is appended (keeps auth=).

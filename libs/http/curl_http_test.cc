@@ -59,6 +59,13 @@ class LocalServer {
     svr_.Get("/landing", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content(req.get_param_value("auth"), "text/plain");
     });
+    svr_.Get("/to", [](const httplib::Request& req, httplib::Response& res) {
+      res.status = 307;
+      res.set_header("Location", req.get_param_value("target"));
+    });
+    svr_.Get("/whoami", [](const httplib::Request& req, httplib::Response& res) {
+      res.set_content(req.get_header_value("Authorization"), "text/plain");
+    });
     svr_.Get("/forever", [](const httplib::Request&, httplib::Response& res) {
       res.set_chunked_content_provider("text/event-stream", [](size_t, httplib::DataSink& sink) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -114,6 +121,22 @@ TEST(CurlHttpClientTest, RedirectKeepsQuery) {
   auto r = c.Do(get);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->body, "secret-1");
+}
+
+TEST(CurlHttpClientTest, AuthorizationHeaderStaysWithinTheOrigin) {
+  LocalServer a, b;
+  CurlHttpClient c;
+  HttpRequest same;
+  same.url = a.url("/to?target=" + UrlEncode(a.url("/whoami")));
+  same.headers.emplace_back("Authorization", "Bearer tok");
+  auto r = c.Do(same);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->body, "Bearer tok");
+  HttpRequest cross = same;
+  cross.url = a.url("/to?target=" + UrlEncode(b.url("/whoami")));
+  r = c.Do(cross);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->body, "");
 }
 
 TEST(CurlHttpClientTest, ResponseCapRefuses) {

@@ -460,6 +460,14 @@ absl::StatusOr<pb::SendResponse> Gateway::AcceptRemote(const pb::Message& messag
   return result;
 }
 
+void Gateway::AcceptRemoteAsync(const pb::Message& message, pb::Transport transport,
+                                const std::string& from_node, SendDone done) {
+  pb::SendRequest request;
+  *request.mutable_message() = message;
+  Caller nobody;
+  SendInternal(nobody, request, &from_node, transport, std::move(done));
+}
+
 absl::StatusOr<std::string> Gateway::SigningKey(const std::string& sender) const {
   auto it = options_.agent_keys.find(sender);
   if (it != options_.agent_keys.end()) return it->second;
@@ -1104,6 +1112,10 @@ void Gateway::ApplyAccepted(Accepted* a) {
     if (it != dedupe_.end()) it->second.committed = true;
   }
   if (a->ack_deadline_us != 0) ArmEscalation(a->rowid, FromMicros(a->ack_deadline_us));
+  if (a->remote_copies > 0) {
+    absl::MutexLock lock(&federation_mu_);
+    if (outbox_listener_) outbox_listener_();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -2363,6 +2375,11 @@ absl::StatusOr<int64_t> Gateway::ApplyRemoteReceipt(const std::string& sender,
     return absl::OkStatus();
   }));
   return changed;
+}
+
+void Gateway::SetOutboxListener(std::function<void()> fn) {
+  absl::MutexLock lock(&federation_mu_);
+  outbox_listener_ = std::move(fn);
 }
 
 void Gateway::SetFederationStatusSource(std::function<void(pb::FederationStatus*)> fill) {

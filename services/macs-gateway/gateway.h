@@ -151,6 +151,12 @@ class Gateway {
                                                            claudenet::v1::Transport transport,
                                                            const std::string& from_node);
 
+  // AcceptRemote with a callback (runs exactly once, on the calling thread
+  // for a rejection or on the writer thread after the commit); successive
+  // calls keep their order in the inboxes.
+  void AcceptRemoteAsync(const claudenet::v1::Message& message, claudenet::v1::Transport transport,
+                         const std::string& from_node, SendDone done);
+
   // Opens a subscription; returns its id for Unsubscribe. The ready frame
   // and the first deliveries reach the sink before this returns.
   absl::StatusOr<uint64_t> Subscribe(const Caller& caller,
@@ -193,6 +199,10 @@ class Gateway {
   // GetStats/WatchStats ask `fill` for the federation fields (after the
   // outbox depth is set). Called without the gateway's locks held.
   void SetFederationStatusSource(std::function<void(claudenet::v1::FederationStatus*)> fill);
+  // Called (on the writer's completion thread, no gateway lock held) after
+  // copies entered the outbox: the federation wakes up and sends them now
+  // instead of at its next poll. Must be quick.
+  void SetOutboxListener(std::function<void()> fn);
 
   // Counts a Send refused before it reached the core (bad credential).
   void CountRejection(claudenet::v1::RejectReason reason);
@@ -374,6 +384,7 @@ class Gateway {
   absl::Mutex federation_mu_;  // leaf
   std::function<void(claudenet::v1::FederationStatus*)> federation_status_
       ABSL_GUARDED_BY(federation_mu_);
+  std::function<void()> outbox_listener_ ABSL_GUARDED_BY(federation_mu_);
 };
 
 }  // namespace cnet::macs

@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "tests/fakes/listen_backlog.h"
 
 namespace cnet::fakes {
 namespace {
@@ -320,6 +321,7 @@ absl::Status FirebaseFake::State::Listen(int want_port) {
   } else if (!svr->bind_to_port("127.0.0.1", want_port)) {
     return absl::UnavailableError(absl::StrCat("firebase fake: cannot bind 127.0.0.1:", want_port));
   }
+  RaiseListenBacklog(p);
   httplib::Server* raw = svr.get();
   {
     absl::MutexLock l(&mu);
@@ -656,6 +658,7 @@ FirebaseFake::FirebaseFake() : FirebaseFake(Options()) {}
 
 FirebaseFake::FirebaseFake(Options options) : state_(std::make_unique<State>()) {
   state_->options = std::move(options);
+  state_->redirect_next_stream = state_->options.redirect_first_stream;
 }
 
 FirebaseFake::~FirebaseFake() { Stop(); }

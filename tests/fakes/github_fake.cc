@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
+#include "tests/fakes/listen_backlog.h"
 
 namespace cnet::fakes {
 namespace {
@@ -476,6 +477,7 @@ absl::Status GitHubFake::Start() {
   state_->Install(svr.get());
   int p = svr->bind_to_any_port("127.0.0.1");
   if (p <= 0) return absl::UnavailableError("github fake: cannot bind 127.0.0.1:0");
+  RaiseListenBacklog(p);
   httplib::Server* raw = svr.get();
   {
     absl::MutexLock l(&state_->mu);

@@ -8,12 +8,15 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/struct.pb.h"
+#include "nlohmann/json.hpp"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "services/macs-gateway/canonical.h"
@@ -202,6 +205,14 @@ void Federation::Report(Medium& m, const absl::Status& st, absl::Time now) {
   cap = std::min(cap, absl::ToDoubleSeconds(options_.backoff_max));
   std::uniform_real_distribution<double> jitter(0, cap);
   m.next_try = now + absl::Seconds(jitter(rng_));
+  // A server-given wait (GitHub retry-after / rate-limit reset) wins.
+  for (const char* key : {"type.claudenet/github.retry_after_ms"}) {
+    auto p = st.GetPayload(key);
+    int64_t ms = 0;
+    if (p.has_value() && absl::SimpleAtoi(std::string(*p), &ms) && ms > 0) {
+      m.next_try = std::max(m.next_try, now + absl::Milliseconds(ms));
+    }
+  }
   if (&m == &firebase_) {
     counters_.firebase_failures++;
   } else {
@@ -354,11 +365,12 @@ void Federation::CountReject(const std::string& reason, const std::string& detai
                           << "): " << OneLine(detail);
 }
 
-Federation::Outcome Federation::Accept(const std::string& text, pb::Transport transport,
-                                       const std::string& firebase_key,
-                                       std::map<std::string, std::string>* writes,
-                                       std::string* origin_out) {
+Federation::Outcome Federation::Prepare(const std::string& text, const std::string& firebase_key,
+                                        std::map<std::string, std::string>* writes,
+                                        const std::map<std::string, int64_t>& planned,
+                                        Pending* p) {
   const absl::Time now = clock_->Now();
+  p->key = firebase_key;
   auto ack = [&] {
     if (!firebase_key.empty()) {
       (*writes)[absl::StrCat("messages/", EscapeKey(options_.node), "/", firebase_key)] = "null";
@@ -370,33 +382,48 @@ Federation::Outcome Federation::Accept(const std::string& text, pb::Transport tr
     ack();
     return Outcome::kDone;
   }
-  absl::StatusOr<Struct> env = ParseObject(text);
   std::string why;
-  pb::Message msg;
-  std::string origin;
-  int64_t seq = -1, prev = -1;
-  if (!env.ok()) {
-    why = absl::StrCat("envelope is not a JSON object: ", env.status().message());
+  pb::Message& msg = p->msg;
+  std::string& origin = p->origin;
+  int64_t& seq = p->seq;
+  int64_t prev = -1;
+  // nlohmann for the envelope (fast), protobuf JSON once for the message.
+  nlohmann::json env = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto str = [&](const char* k) {
+    auto it = env.find(k);
+    return it != env.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  auto num = [&](const char* k) -> int64_t {
+    auto it = env.find(k);
+    if (it == env.end() || !it->is_number_integer()) return -1;
+    if (it->is_number_unsigned()) {
+      uint64_t u = it->get<uint64_t>();
+      return u > (uint64_t{1} << 53) ? -1 : static_cast<int64_t>(u);
+    }
+    int64_t v = it->get<int64_t>();
+    return v < 0 ? -1 : v;
+  };
+  if (env.is_discarded() || !env.is_object()) {
+    why = "envelope is not a JSON object";
   } else {
-    origin = StringField(*env, "origin");
-    seq = IntField(*env, "seq");
-    prev = IntField(*env, "prev");
-    const Value* m = Field(*env, "message");
-    if (IntField(*env, "v") != 1) {
+    origin = str("origin");
+    seq = num("seq");
+    prev = num("prev");
+    auto m = env.find("message");
+    if (num("v") != 1) {
       why = "envelope.v must be 1";
     } else if (!ValidNode(origin) || origin == options_.node) {
       why = absl::StrCat("envelope.origin \"", OneLine(origin), "\" is not another node");
-    } else if (StringField(*env, "dest") != options_.node) {
-      why = absl::StrCat("envelope.dest \"", OneLine(StringField(*env, "dest")),
-                         "\" is not this node");
+    } else if (str("dest") != options_.node) {
+      why = absl::StrCat("envelope.dest \"", OneLine(str("dest")), "\" is not this node");
     } else if (seq <= 0 || prev < 0) {
       why = "envelope.seq / envelope.prev must be integers (seq > 0)";
-    } else if (m == nullptr || m->kind_case() != Value::kStructValue) {
+    } else if (m == env.end() || !m->is_object()) {
       why = "envelope.message must be an object";
     } else {
       google::protobuf::util::JsonParseOptions opts;
       opts.ignore_unknown_fields = true;
-      auto st = google::protobuf::util::JsonStringToMessage(ToJson(m->struct_value()), &msg, opts);
+      auto st = google::protobuf::util::JsonStringToMessage(m->dump(), &msg, opts);
       if (!st.ok()) why = absl::StrCat("envelope.message: ", OneLine(std::string(st.message())));
     }
   }
@@ -405,13 +432,14 @@ Federation::Outcome Federation::Accept(const std::string& text, pb::Transport tr
     ack();
     return Outcome::kDone;
   }
-  if (origin_out != nullptr) *origin_out = origin;
   const std::string hold_key = absl::StrCat(origin, "-", seq);
   {
     absl::MutexLock lock(&mu_);
     last_seen_[origin] = now;
     auto la = last_applied_.find(origin);
-    const int64_t applied = la == last_applied_.end() ? -1 : la->second;
+    int64_t applied = la == last_applied_.end() ? -1 : la->second;
+    auto pl = planned.find(origin);
+    if (pl != planned.end()) applied = std::max(applied, pl->second);
     // Wait for the predecessor unless it was applied, or it can only come
     // through the other medium and has been waited for long enough.
     bool missing = prev > 0 && seq > applied && prev > applied;
@@ -424,7 +452,24 @@ Federation::Outcome Federation::Accept(const std::string& text, pb::Transport tr
                    << "; applying it";
     }
   }
-  absl::StatusOr<pb::SendResponse> r = gateway_->AcceptRemote(msg, transport, origin);
+  return Outcome::kAccept;
+}
+
+Federation::Outcome Federation::Finish(Pending& p, pb::Transport transport,
+                                       std::map<std::string, std::string>* writes) {
+  const absl::Time now = clock_->Now();
+  const std::string& firebase_key = p.key;
+  const pb::Message& msg = p.msg;
+  const std::string& origin = p.origin;
+  const int64_t seq = p.seq;
+  const std::string hold_key = absl::StrCat(origin, "-", seq);
+  const absl::StatusOr<pb::SendResponse>& r = p.result;
+  (void)transport;
+  auto ack = [&] {
+    if (!firebase_key.empty()) {
+      (*writes)[absl::StrCat("messages/", EscapeKey(options_.node), "/", firebase_key)] = "null";
+    }
+  };
   if (!r.ok() && Transient(r.status().code())) {
     absl::MutexLock lock(&mu_);
     LOG_EVERY_N(WARNING, 20) << "federation: remote message " << msg.id() << " from " << origin
@@ -470,6 +515,18 @@ Federation::Outcome Federation::Accept(const std::string& text, pb::Transport tr
     ack();
   }
   return Outcome::kDone;
+}
+
+Federation::Outcome Federation::Accept(const std::string& text, pb::Transport transport,
+                                       const std::string& firebase_key,
+                                       std::map<std::string, std::string>* writes,
+                                       std::string* origin_out) {
+  Pending p;
+  Outcome o = Prepare(text, firebase_key, writes, {}, &p);
+  if (origin_out != nullptr) *origin_out = p.origin;
+  if (o != Outcome::kAccept) return o;
+  p.result = gateway_->AcceptRemote(p.msg, transport, p.origin);
+  return Finish(p, transport, writes);
 }
 
 absl::Status Federation::FlushPendingReceipts() {
@@ -553,16 +610,38 @@ absl::Status Federation::PollFirebaseOnce() {
       Report(firebase_, children.status(), clock_->Now());
     }
     if (!children.ok()) return children.status();
+    // Envelopes are prepared in key order, then accepted concurrently (the
+    // group-commit writer batches them; inbox order = submission order),
+    // then finished in order.
     std::map<std::string, std::string> writes;
     std::set<std::string> blocked;
+    std::map<std::string, int64_t> planned;
+    std::vector<std::unique_ptr<Pending>> batch;
     for (const auto& [key, text] : *children) {
       // The origin is the key up to its last '-' (escaped node name).
       const std::string key_origin = key.substr(0, key.rfind('-'));
       if (blocked.count(key_origin) > 0) continue;
-      std::string origin;
-      if (Accept(text, pb::TRANSPORT_FIREBASE, key, &writes, &origin) == Outcome::kWait) {
-        blocked.insert(key_origin);
-      }
+      auto p = std::make_unique<Pending>();
+      Outcome o = Prepare(text, key, &writes, planned, p.get());
+      if (o == Outcome::kWait) blocked.insert(key_origin);
+      if (o != Outcome::kAccept) continue;
+      int64_t& pl = planned[p->origin];
+      pl = std::max(pl, p->seq);
+      batch.push_back(std::move(p));
+    }
+    absl::BlockingCounter pending(static_cast<int>(batch.size()));
+    for (auto& p : batch) {
+      Pending* raw = p.get();
+      gateway_->AcceptRemoteAsync(raw->msg, pb::TRANSPORT_FIREBASE, raw->origin,
+                                  [raw, &pending](absl::StatusOr<pb::SendResponse> r) {
+                                    raw->result = std::move(r);
+                                    pending.DecrementCount();
+                                  });
+    }
+    pending.Wait();
+    for (auto& p : batch) {
+      if (blocked.count(p->origin) > 0) continue;  // after a transient failure: next pass
+      if (Finish(*p, pb::TRANSPORT_FIREBASE, &writes) == Outcome::kWait) blocked.insert(p->origin);
     }
     if (writes.empty()) break;
     absl::Status st = db_->Update(writes);
@@ -687,7 +766,9 @@ void Federation::ScheduleLocked(absl::Time when) {
   if (timer_ != 0 && timer_at_ <= when) return;
   if (timer_ != 0) clock_->Cancel(timer_);
   timer_at_ = when;
-  timer_ = clock_->RunAt(when, [this] {
+  timer_ = clock_->RunAt(when, [this, life = life_] {
+    absl::MutexLock alive(&life->mu);
+    if (!life->alive) return;
     absl::MutexLock lock(&mu_);
     timer_ = 0;
     timer_at_ = absl::InfiniteFuture();
@@ -727,6 +808,10 @@ void Federation::Run() {
 }
 
 void Federation::Stop() {
+  {
+    absl::MutexLock lock(&life_->mu);
+    life_->alive = false;  // a timer callback running now finishes first
+  }
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;

@@ -193,7 +193,22 @@ class Federation {
   claudenet::v1::FederationState StateLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Processes one envelope text; returns false when it must wait (hold or
   // transient error). Appends the ack/receipt writes.
-  enum class Outcome { kDone, kWait };
+  enum class Outcome { kDone, kWait, kAccept };
+  struct Pending {
+    std::string key;  // Firebase child key; empty for GitHub
+    std::string origin;
+    int64_t seq = -1;
+    claudenet::v1::Message msg;
+    absl::StatusOr<claudenet::v1::SendResponse> result = absl::UnknownError("not accepted");
+  };
+  // Parses and checks an envelope (size, shape, predecessor against
+  // last_applied and `planned`); kAccept fills `p` for the gateway.
+  Outcome Prepare(const std::string& text, const std::string& firebase_key,
+                  std::map<std::string, std::string>* writes,
+                  const std::map<std::string, int64_t>& planned, Pending* p);
+  // Counts, receipts and acks the gateway's answer (kWait when transient).
+  Outcome Finish(Pending& p, claudenet::v1::Transport transport,
+                 std::map<std::string, std::string>* writes);
   Outcome Accept(const std::string& text, claudenet::v1::Transport transport,
                  const std::string& firebase_key, std::map<std::string, std::string>* writes,
                  std::string* origin);
@@ -236,6 +251,12 @@ class Federation {
   Clock::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time timer_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::thread thread_;
+  // Timer callbacks check this before touching the object (Stop clears it).
+  struct Life {
+    absl::Mutex mu;
+    bool alive ABSL_GUARDED_BY(mu) = true;
+  };
+  std::shared_ptr<Life> life_ = std::make_shared<Life>();
 };
 
 }  // namespace cnet::macs::federation

@@ -87,6 +87,7 @@ absl::StatusOr<std::unique_ptr<FederationRuntime>> FederationRuntime::Create(
                                                  rt->issues_.get());
   Federation* f = rt->federation_.get();
   gateway->SetFederationStatusSource([f](claudenet::v1::FederationStatus* s) { f->FillStatus(s); });
+  gateway->SetOutboxListener([f] { f->Nudge(); });
   return rt;
 }
 
@@ -127,11 +128,20 @@ void FederationRuntime::Start(const std::string& shared_secret) {
     stream_ = std::make_unique<firebase::FirebaseStream>(so, cb);
     absl::Status st = stream_->Start();
     if (!st.ok()) LOG(ERROR) << "federation: Firebase stream: " << st;
+    // Receipts for this node wake the thread too (GetMessageStatus shows
+    // DELIVERED without waiting for the next poll).
+    so.path = absl::StrCat("receipts/", EscapeKey(federation_->node()));
+    firebase::FirebaseStream::Callbacks rcb;
+    rcb.on_event = [f](const firebase::StreamEvent&) { f->Nudge(); };
+    receipt_stream_ = std::make_unique<firebase::FirebaseStream>(so, rcb);
+    st = receipt_stream_->Start();
+    if (!st.ok()) LOG(ERROR) << "federation: Firebase receipt stream: " << st;
   }
 }
 
 void FederationRuntime::Stop() {
   if (stream_) stream_->Stop();
+  if (receipt_stream_) receipt_stream_->Stop();
   if (federation_) federation_->Stop();
 }
 

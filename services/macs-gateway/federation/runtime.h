@@ -52,6 +52,7 @@ class FederationRuntime {
   std::unique_ptr<GitHubIssueTracker> issues_;
   std::unique_ptr<Federation> federation_;
   std::unique_ptr<firebase::FirebaseStream> stream_;
+  std::unique_ptr<firebase::FirebaseStream> receipt_stream_;
   Gateway* gateway_ = nullptr;
 };
 
