@@ -1,6 +1,7 @@
 #include "services/macs-gateway/xnode/json_tree.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -120,13 +121,43 @@ absl::StatusOr<std::set<std::string>> JsonTree::Apply(const KvEvent& event) {
   if (!data.ok()) return data.status();
   std::vector<std::string> base = SplitPath(event.path);
   if (event.type == KvEvent::Type::kPut) {
-    if (base.empty()) {
-      touched.insert("*");
-      root_.Clear();
-    } else {
+    if (!base.empty()) {
       touched.insert(base[0]);
+      Set(base, *data);
+      return touched;
     }
-    Set(base, *data);
+    // The whole value. The first one (empty cache: a new or reopened
+    // stream) is reported as "*"; later ones (a database may send the whole
+    // value again after a multi-path update) as the children that differ.
+    const bool first = root_.kind_case() != JsonValue::kStructValue;
+    JsonValue before = std::move(root_);
+    root_.Clear();
+    Set({}, *data);
+    if (first) {
+      touched.insert("*");
+      return touched;
+    }
+    static const JsonValue kNull;
+    auto children = [](const JsonValue& v) {
+      return v.kind_case() == JsonValue::kStructValue ? &v.struct_value().fields() : nullptr;
+    };
+    const auto* old_fields = children(before);
+    const auto* new_fields = children(root_);
+    auto at = [](const google::protobuf::Map<std::string, JsonValue>* f,
+                 const std::string& k) -> const JsonValue& {
+      if (f == nullptr) return kNull;
+      auto it = f->find(k);
+      return it == f->end() ? kNull : it->second;
+    };
+    std::set<std::string> keys;
+    if (old_fields != nullptr) for (const auto& [k, v] : *old_fields) keys.insert(k);
+    if (new_fields != nullptr) for (const auto& [k, v] : *new_fields) keys.insert(k);
+    for (const std::string& k : keys) {
+      if (!google::protobuf::util::MessageDifferencer::Equals(at(old_fields, k),
+                                                              at(new_fields, k))) {
+        touched.insert(k);
+      }
+    }
     return touched;
   }
   // Patch: each key is a relative path below `base`.

@@ -39,8 +39,9 @@ class JsonTree {
   // The value at `path`, or nullptr.
   const JsonValue* Get(const std::vector<std::string>& path) const;
   // Applies one stream event (kReset clears). Returns the first path
-  // segments (children of the listened root) the event touched; "*" when
-  // the whole tree was replaced.
+  // segments (children of the listened root) the event touched; "*" for a
+  // put of the whole value into an empty cache (a new or reopened stream);
+  // a later put of the whole value reports the children that differ.
   absl::StatusOr<std::set<std::string>> Apply(const KvEvent& event);
   const JsonValue& root() const { return root_; }
   void Clear() { root_ = JsonValue(); }

@@ -35,6 +35,16 @@ TEST(JsonTree, PutPatchAndDeletePruneEmptyParents) {
   ASSERT_TRUE(t.Apply({KvEvent::Type::kPut, "/a/y", "null"}).ok());
   EXPECT_EQ(t.Get({"a"}), nullptr);
   EXPECT_FALSE(t.Apply({KvEvent::Type::kPut, "/a", "{not json"}).ok());
+  // The whole value again: only the children that differ are reported.
+  ASSERT_TRUE(t.Apply({KvEvent::Type::kPut, "/", R"({"p":{"x":1},"q":2})"}).ok());
+  auto diff = t.Apply({KvEvent::Type::kPut, "/", R"({"p":{"x":1},"q":3,"r":4})"});
+  ASSERT_TRUE(diff.ok());
+  EXPECT_EQ(*diff, (std::set<std::string>{"q", "r"}));
+  diff = t.Apply({KvEvent::Type::kPut, "/", R"({"q":3,"r":4})"});
+  EXPECT_EQ(*diff, (std::set<std::string>{"p"}));
+  // After a reset the next whole value is "*".
+  ASSERT_TRUE(t.Apply({KvEvent::Type::kReset, "/", "null"}).ok());
+  EXPECT_EQ(*t.Apply({KvEvent::Type::kPut, "/", R"({"q":3})"}), (std::set<std::string>{"*"}));
   EXPECT_FALSE(t.Apply({KvEvent::Type::kPatch, "/", "5"}).ok());
 }
 
