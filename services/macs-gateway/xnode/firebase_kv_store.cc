@@ -2,6 +2,10 @@
 
 #include <glog/logging.h>
 
+#include <vector>
+
+#include "services/macs-gateway/xnode/json_tree.h"
+
 namespace cnet::federation {
 
 namespace {
@@ -36,13 +40,34 @@ absl::Status FirebaseKvStore::Put(const std::string& path, const std::string& js
 }
 
 absl::Status FirebaseKvStore::Update(const std::map<std::string, std::string>& writes) {
+  if (writes.empty()) return absl::OkStatus();
+  if (writes.size() == 1) return Put(writes.begin()->first, writes.begin()->second);
+  // PATCH at the deepest common ancestor of the paths: listeners below the
+  // root then get one `patch` of their own children rather than the whole
+  // value of their location.
+  std::vector<std::string> base;
+  bool first = true;
+  for (const auto& [path, json] : writes) {
+    std::vector<std::string> segs = SplitPath(path);
+    if (!segs.empty()) segs.pop_back();  // the base must be a proper ancestor
+    if (first) {
+      base = segs;
+      first = false;
+      continue;
+    }
+    size_t n = 0;
+    while (n < base.size() && n < segs.size() && base[n] == segs[n]) ++n;
+    base.resize(n);
+  }
   std::map<std::string, firebase::Json> updates;
   for (const auto& [path, json] : writes) {
     auto v = Parse(json);
     if (!v.ok()) return v.status();
-    updates[path] = std::move(*v);
+    std::vector<std::string> segs = SplitPath(path);
+    std::vector<std::string> rel(segs.begin() + base.size(), segs.end());
+    updates[JoinPath(rel)] = std::move(*v);
   }
-  return client_->UpdateMultiPath("", updates);
+  return client_->UpdateMultiPath(JoinPath(base), updates);
 }
 
 absl::StatusOr<std::string> FirebaseKvStore::Get(const std::string& path) {
