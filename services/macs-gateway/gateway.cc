@@ -538,6 +538,16 @@ void Gateway::SendInternal(const Caller& caller, const pb::SendRequest& request,
         } else if (ValidServiceSender(in.sender())) {
           sender = in.sender();
           sender_kind = pb::PRINCIPAL_KIND_SERVICE;
+        } else if (!in.sender().empty()) {
+          // Naming an agent without claudenet-on-behalf-of is acting as
+          // another principal: PERMISSION_DENIED, as everywhere else.
+          done(Reject("", pb::REJECT_REASON_SENDER_MISMATCH,
+                      Error(absl::StatusCode::kPermissionDenied, "SENDER_MISMATCH",
+                            absl::StrCat("message.sender \"", in.sender(),
+                                         "\": a service credential sends as \"svc:<service>\" "
+                                         "or names the agent in claudenet-on-behalf-of"),
+                            "agent", in.sender())));
+          return;
         } else {
           done(Reject("", pb::REJECT_REASON_MALFORMED,
                       Invalid("message.sender",
@@ -1819,7 +1829,11 @@ absl::StatusOr<pb::GetMessageStatusResponse> Gateway::GetMessageStatus(
   CNET_ASSIGN_OR_RETURN(int page, PageSize(req.page_size()));
   std::string sender = req.sender();
   std::string self = caller.acting_agent();
-  if (caller.kind == Caller::Kind::kService && self.empty()) self = sender;  // svc:<name>
+  // A service credential without on-behalf-of sees its own `svc:<name>`
+  // messages only, never an agent's.
+  if (caller.kind == Caller::Kind::kService && self.empty() && ValidServiceSender(sender)) {
+    self = sender;
+  }
   if (sender.empty()) {
     if (self.empty()) return Invalid("sender", "required when calling as admin");
     sender = self;
