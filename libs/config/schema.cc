@@ -400,6 +400,15 @@ std::vector<KeySpec> BuildSchema() {
           .Range(1000, 100000000),
       Int("tasks.max_watchers", "256", "Watch streams open at once.")
           .Range(1, 100000),
+      Int("tasks.max_watchers_per_caller", "16",
+          "Watch streams one caller (agent, or a service on its behalf) may hold open.")
+          .Range(1, 100000),
+      Dbl("tasks.create_rate_per_agent", "50",
+          "Tasks one agent may create per second on average (0 = unlimited); admin exempt.")
+          .Range(0, 1000000),
+      Int("tasks.create_burst_per_agent", "500",
+          "Tasks one agent may create at once before tasks.create_rate_per_agent applies.")
+          .Range(1, 1000000),
       Dur("tasks.reservation_ttl", "15m",
           "Default TTL of a path reservation (renewed like a lease).")
           .Range(10, kDay),

@@ -175,6 +175,20 @@ grpc::Status TaskServiceImpl::CreateTask(grpc::ServerContext* ctx,
                                          pb::CreateTaskResponse* resp) {
   return Serve(ctx, ActorOf(ctx), resp,
                [&](const Actor& a) -> absl::StatusOr<pb::CreateTaskResponse> {
+                 if (!a.admin()) {
+                   // Per-creator rate (tasks.create_rate_per_agent): checked
+                   // before anything is validated or stored.
+                   std::string who = a.agent().empty() ? a.id : a.agent();
+                   absl::Duration wait = create_limiter_.Take(who);
+                   if (wait > absl::ZeroDuration()) {
+                     ctx->AddTrailingMetadata("claudenet-retry-after-ms",
+                                              std::to_string(limits::RetryAfterMs(wait)));
+                     return absl::ResourceExhaustedError(absl::StrCat(
+                         "agent \"", who, "\": task creation rate limit (",
+                         options_.create_rate_per_agent, "/s, burst ",
+                         options_.create_burst_per_agent, "); ", limits::RetryAfterText(wait)));
+                   }
+                 }
                  auto r = board_->Create(a, *req);
                  if (!r.ok()) return r.status();
                  pb::CreateTaskResponse out;
@@ -395,14 +409,26 @@ grpc::ServerWriteReactor<pb::TaskEvent>* TaskServiceImpl::Watch(
     ctx->AddTrailingMetadata("claudenet-retry-after-ms", "5000");
     return FailedWriter<pb::TaskEvent>(grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("too many watchers (", options_.max_watchers, "); retry later")));
+        absl::StrCat("too many watchers (", options_.max_watchers, "); retry after 5s")));
+  }
+  // Per caller: the slot lives as long as the stream (it is held by the
+  // stream's convert function below).
+  const std::string caller = who->agent().empty() ? who->id : who->agent();
+  std::shared_ptr<void> slot = watch_slots_.Acquire(caller);
+  if (slot == nullptr) {
+    ctx->AddTrailingMetadata("claudenet-retry-after-ms", "5000");
+    return FailedWriter<pb::TaskEvent>(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("\"", caller, "\" has ", options_.max_watchers_per_caller,
+                     " Watch streams open already; close one or retry after 5s")));
   }
   auto request = std::make_shared<pb::WatchTasksRequest>(*req);
   auto covered = std::make_shared<std::atomic<int64_t>>(0);
   auto resync = std::make_shared<std::atomic<bool>>(false);
   HubWriter<BoardEventPtr, pb::TaskEvent>::Options options;
   options.queue_capacity = options_.watch_queue;
-  options.convert = [request, covered, resync](const BoardEventPtr& ev, pb::TaskEvent* out) {
+  options.convert = [request, covered, resync, slot](const BoardEventPtr& ev,
+                                                     pb::TaskEvent* out) {
     if (resync->load() || ev->event.sequence() <= covered->load()) return false;
     if (!Board::WatchMatches(*request, *ev)) return false;
     *out = ev->event;
