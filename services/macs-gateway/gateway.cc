@@ -1455,7 +1455,7 @@ absl::StatusOr<uint64_t> Gateway::Subscribe(const Caller& caller, const pb::Subs
     return Error(absl::StatusCode::kResourceExhausted, "TOO_MANY_SUBSCRIBERS",
                  absl::StrCat("agent \"", agent, "\" already has ", inbox.subscribers.size(),
                               " open subscribers (limit ", options_.max_subscribers_per_agent,
-                              ")"),
+                              "); close one or retry after 1s"),
                  "agent", agent);
   }
   if (inbox.subscribers.empty()) {

@@ -49,11 +49,18 @@ absl::StatusOr<Actor> ActingAs(const grpc::ServerContextBase* ctx, std::string* 
 // Maps a core status, attaching the ErrorDetail as `claudenet-error-bin`.
 grpc::Status Answer(grpc::ServerContextBase* ctx, const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  auto detail = status.GetPayload(kErrorDetailUrl);
-  if (detail.has_value()) ctx->AddTrailingMetadata("claudenet-error-bin", std::string(*detail));
+  auto payload = status.GetPayload(kErrorDetailUrl);
+  pb::ErrorDetail detail;
+  if (payload.has_value()) detail.ParseFromString(std::string(*payload));
   if (status.code() == absl::StatusCode::kResourceExhausted) {
-    ctx->AddTrailingMetadata("claudenet-retry-after-ms", "1000");
+    // Every RESOURCE_EXHAUSTED carries its retry delay (default 1 s) in the
+    // ErrorDetail and as `claudenet-retry-after-ms` (common.proto).
+    if (!detail.has_retry_delay()) detail.mutable_retry_delay()->set_seconds(1);
+    int64_t ms = detail.retry_delay().seconds() * 1000 + detail.retry_delay().nanos() / 1000000;
+    ctx->AddTrailingMetadata("claudenet-retry-after-ms", std::to_string(std::max<int64_t>(ms, 1)));
+    payload = absl::Cord(detail.SerializeAsString());
   }
+  if (payload.has_value()) ctx->AddTrailingMetadata("claudenet-error-bin", std::string(*payload));
   return ToGrpcStatus(status);
 }
 
@@ -181,12 +188,21 @@ grpc::Status TaskServiceImpl::CreateTask(grpc::ServerContext* ctx,
                    std::string who = a.agent().empty() ? a.id : a.agent();
                    absl::Duration wait = create_limiter_.Take(who);
                    if (wait > absl::ZeroDuration()) {
-                     ctx->AddTrailingMetadata("claudenet-retry-after-ms",
-                                              std::to_string(limits::RetryAfterMs(wait)));
-                     return absl::ResourceExhaustedError(absl::StrCat(
-                         "agent \"", who, "\": task creation rate limit (",
-                         options_.create_rate_per_agent, "/s, burst ",
-                         options_.create_burst_per_agent, "); ", limits::RetryAfterText(wait)));
+                     absl::Status s(absl::StatusCode::kResourceExhausted,
+                                    absl::StrCat("agent \"", who, "\": task creation rate limit (",
+                                                 options_.create_rate_per_agent, "/s, burst ",
+                                                 options_.create_burst_per_agent, "); ",
+                                                 limits::RetryAfterText(wait)));
+                     pb::ErrorDetail detail;
+                     detail.set_reason("RATE_LIMITED");
+                     detail.set_resource_type("agent");
+                     detail.set_resource_id(who);
+                     int64_t ms = limits::RetryAfterMs(wait);
+                     detail.mutable_retry_delay()->set_seconds(ms / 1000);
+                     detail.mutable_retry_delay()->set_nanos(static_cast<int32_t>(ms % 1000) *
+                                                             1000000);
+                     s.SetPayload(kErrorDetailUrl, absl::Cord(detail.SerializeAsString()));
+                     return s;
                    }
                  }
                  auto r = board_->Create(a, *req);
@@ -405,22 +421,27 @@ grpc::ServerWriteReactor<pb::TaskEvent>* TaskServiceImpl::Watch(
   if (!who.ok()) return FailedWriter<pb::TaskEvent>(ToGrpcStatus(who.status()));
   absl::Status valid = board_->ValidateWatch(*req);
   if (!valid.ok()) return FailedWriter<pb::TaskEvent>(ToGrpcStatus(valid));
+  // Stream limits: RESOURCE_EXHAUSTED with a 5 s retry delay (Answer adds
+  // the ErrorDetail and `claudenet-retry-after-ms`).
+  auto exhausted = [ctx](std::string message) {
+    absl::Status s(absl::StatusCode::kResourceExhausted, std::move(message));
+    pb::ErrorDetail detail;
+    detail.set_reason("TOO_MANY_WATCHERS");
+    detail.mutable_retry_delay()->set_seconds(5);
+    s.SetPayload(kErrorDetailUrl, absl::Cord(detail.SerializeAsString()));
+    return FailedWriter<pb::TaskEvent>(Answer(ctx, s));
+  };
   if (board_->hub()->subscriber_count() >= options_.max_watchers) {
-    ctx->AddTrailingMetadata("claudenet-retry-after-ms", "5000");
-    return FailedWriter<pb::TaskEvent>(grpc::Status(
-        grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("too many watchers (", options_.max_watchers, "); retry after 5s")));
+    return exhausted(
+        absl::StrCat("too many watchers (", options_.max_watchers, "); retry after 5s"));
   }
   // Per caller: the slot lives as long as the stream (it is held by the
   // stream's convert function below).
   const std::string caller = who->agent().empty() ? who->id : who->agent();
   std::shared_ptr<void> slot = watch_slots_.Acquire(caller);
   if (slot == nullptr) {
-    ctx->AddTrailingMetadata("claudenet-retry-after-ms", "5000");
-    return FailedWriter<pb::TaskEvent>(grpc::Status(
-        grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("\"", caller, "\" has ", options_.max_watchers_per_caller,
-                     " Watch streams open already; close one or retry after 5s")));
+    return exhausted(absl::StrCat("\"", caller, "\" has ", options_.max_watchers_per_caller,
+                                  " Watch streams open already; close one or retry after 5s"));
   }
   auto request = std::make_shared<pb::WatchTasksRequest>(*req);
   auto covered = std::make_shared<std::atomic<int64_t>>(0);
