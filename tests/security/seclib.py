@@ -170,6 +170,9 @@ class Suite:
             self.addr[name] = "127.0.0.1:%d" % free_port()
             self.env["CNET_SERVICES__" + ADDR_KEYS[name]] = self.addr[name]
         self.env.update(extra_env or {})
+        # None removes a variable (e.g. to let the services create their
+        # admin / service credential files).
+        self.env = {k: v for k, v in self.env.items() if v is not None}
         self.procs = {}
         self.starts = {name: 0 for name in SERVICES}
         for name in services:
