@@ -27,6 +27,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(ServerOptions opti
                                    : grpc::InsecureServerCredentials();
   builder.AddListeningPort(options.listen_address, creds, &selected_port);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options.max_concurrent_streams_per_connection);
   // gRPC sets SO_REUSEPORT by default: a second instance on the same port
   // would silently share traffic with the first. Refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
