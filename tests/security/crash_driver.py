@@ -1,5 +1,6 @@
 """Crash-safety driver: steady load on all five services while random
-services are SIGKILLed at random moments and restarted; then the invariants.
+services are SIGKILLed at random moments (each service in turn, in a
+random order per round) and restarted; then the invariants.
 
 Load (one thread each, every call with a short deadline, errors while a
 service is down are expected and counted, never fatal):
@@ -309,6 +310,7 @@ def run(kills=3, seed=1, gap=(0.5, 2.0), out=sys.stdout):
         "CNET_LIMITS__RATE_LIMIT_BURST": "1000000",
         "CNET_LIMITS__INBOX_CAP": "1000000",
         "CNET_TASKS__PUSH_ASSIGNMENT": "false",
+        "CNET_TASKS__CREATE_RATE_PER_AGENT": "0",
         "CNET_SKILLS__MAX_RUNS_PER_AGENT": "1000",
         "CNET_LIMITS__MAX_SKILL_RUNS": "1000",
     })
@@ -319,9 +321,13 @@ def run(kills=3, seed=1, gap=(0.5, 2.0), out=sys.stdout):
         load.start()
         killed = {name: 0 for name in lib.SERVICES}
         started = time.time()
+        order = []
         for _ in range(kills):
             time.sleep(rng.uniform(*gap))  # a random moment under load: the point of the driver
-            victim = rng.choice(lib.SERVICES)
+            if not order:  # every service in turn, in a random order each round
+                order = list(lib.SERVICES)
+                rng.shuffle(order)
+            victim = order.pop()
             suite.kill(victim)
             killed[victim] += 1
             suite.start(victim)
