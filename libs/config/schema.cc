@@ -348,6 +348,10 @@ std::vector<KeySpec> BuildSchema() {
           .Range(1, 1024),
       Dur("limits.lease_duration", "60s", "Lease of an assigned/running task.")
           .Range(1, kDay),
+      Int("limits.max_streams_per_caller", "256",
+          "Streaming calls (Subscribe, Watch, WatchRun, ...) one caller may have open on one "
+          "service at once; anonymous callers count per peer address.")
+          .Range(1, 1000000),
       Int("limits.max_skill_runs", "50", "Skill runs executing at once.")
           .Range(1, 10000),
 

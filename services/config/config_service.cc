@@ -205,7 +205,12 @@ grpc::ServerWriteReactor<pb::ConfigEvent>* ConfigServiceImpl::WatchConfig(
     grpc::CallbackServerContext* ctx, const pb::WatchConfigRequest* req) {
   using Writer = HubWriter<ConfigEvent, pb::ConfigEvent>;
   grpc::Status s = CheckPrefix(req->key_prefix());
-  // Open rpc: any credential, or none (see GetConfig).
+  // Open rpc: any credential, or none (see GetConfig); but the per-caller
+  // stream limit of the interceptor applies.
+  if (auto caller = auth::Caller(ctx);
+      !caller.ok() && caller.status().code() == absl::StatusCode::kResourceExhausted) {
+    s = ToGrpcStatus(caller.status());
+  }
   if (!s.ok()) return FailedWriter<pb::ConfigEvent>(s);
   std::string prefix = req->key_prefix();
   bool send_initial = req->send_initial();

@@ -48,6 +48,7 @@ class LimitsTest(unittest.TestCase):
             "CNET_SKILLS__MAX_RUNS_PER_AGENT": "1",
             "CNET_SKILLS__LIBRARY_DIR": library,
             "CNET_TASKS__PUSH_ASSIGNMENT": "false",
+            "CNET_LIMITS__MAX_STREAMS_PER_CALLER": "2",
         })
         cls.pb = lib.pb()
         cls.tok = {a: cls.suite.register(a) for a in ("alice", "bob", "carol")}
@@ -126,6 +127,50 @@ class LimitsTest(unittest.TestCase):
                 next(other)
                 other.cancel()
                 first.cancel()
+        self.assertServing()
+
+    def test_streams_per_caller_on_every_service(self):
+        """The interceptor's limit: any streaming rpc, per caller (anonymous
+        callers per peer address); here 2 per service."""
+        pb = self.pb
+        s = pb.skills
+        runner = self.suite.register("streamer")
+        run = self.unary("skills", "RunSkill",
+                         s.RunSkillRequest(name="sleeper", mode=s.RUN_MODE_ASYNC), runner).run
+        cases = [
+            ("skills", "WatchRun", s.WatchRunRequest(run_id=run.run_id), runner),
+            ("config", "WatchConfig", pb.config.WatchConfigRequest(send_initial=True), ""),
+            ("macs-gateway", "WatchStats", pb.macs.WatchStatsRequest(), runner),
+        ]
+        for service, method, req, token in cases:
+            with self.suite.channel(service) as ch:
+                held = [self.stream(ch, service, method, req, token) for _ in range(2)]
+                for h in held:
+                    next(h)
+                extra = self.stream(ch, service, method, req, token)
+                with self.assertRaises(grpc.RpcError) as cm:
+                    next(extra)
+                self.assertEqual(cm.exception.code(), C.RESOURCE_EXHAUSTED, service)
+                self.assertIn("retry after", cm.exception.details())
+                md = dict(cm.exception.trailing_metadata() or ())
+                self.assertGreater(int(md["claudenet-retry-after-ms"]), 0)
+                # Closing one frees the slot.
+                held[0].cancel()
+                deadline = time.time() + 10
+                while True:
+                    again = self.stream(ch, service, method, req, token)
+                    try:
+                        next(again)
+                        break
+                    except grpc.RpcError as e:
+                        # the server learns of the cancel asynchronously
+                        if e.code() != C.RESOURCE_EXHAUSTED or time.time() > deadline:
+                            raise
+                        time.sleep(0.05)
+                again.cancel()
+                held[1].cancel()
+        self.unary("skills", "CancelRun", s.CancelRunRequest(run_id=run.run_id, reason="x"),
+                   runner)
         self.assertServing()
 
     def test_token_rotation_rate(self):
