@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/cnet/agent.h"
+#include "tools/cnet/agentx_cmds.h"
 #include "tools/cnet/cli.h"
 
 int main(int argc, char** argv) {
@@ -26,12 +27,17 @@ int main(int argc, char** argv) {
   cnet::cli::AddCallCommands(&app, &g);
   cnet::cli::AddSkillCommands(&app, &g);
   cnet::cli::AgentCommands agent(&app);
+  cnet::cli::AddReservationCommands(&app, &g);
+  cnet::cli::AddHookCommands(&app, &g);
+  cnet::cli::AddCardCommands(&app, &g);
+  cnet::cli::AddMcpCommand(&app, &g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : cnet::cli::kExitUsage;
   }
+  if (cnet::cli::AgentCardParsed()) return g.exit_code;
   if (agent.parsed()) {
     return agent.Run(g.config(), g.load_options().home_dir, absl::Seconds(g.timeout_seconds),
                      g.json);
