@@ -3,7 +3,9 @@
 # runs each for a while (docs/security.md records the figures).
 #
 #   tools/fuzz.sh                 # every target, 60 s each
-#   tools/fuzz.sh 600 canonical   # one target (config|canonical|skill|template), 10 min
+#   tools/fuzz.sh 600 canonical   # one target, 10 min
+#     targets: config canonical skill template (this file's defaults) and
+#     sse github (the federation parsers, libs/firebase and libs/github)
 #   FUZZ_JOBS=2 tools/fuzz.sh 300 # libFuzzer -jobs/-workers
 #
 # Builds in a separate Bazel output base (clang objects never mix with the
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(config canonical skill template)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(config canonical skill template sse github)
 FUZZ_DIR="${FUZZ_DIR:-$HOME/.cache/cnet-fuzz}"
 OUTPUT_BASE="${FUZZ_OUTPUT_BASE:-$HOME/.cache/cnet-fuzz-bazel}"
 JOBS="${FUZZ_JOBS:-1}"
@@ -28,7 +30,9 @@ label() {
   case "$1" in
     config|canonical) echo "//tests/fuzz:$1_fuzzer" ;;
     skill|template) echo "//services/skills/fuzz:$1_fuzzer" ;;
-    *) echo "unknown target $1 (config|canonical|skill|template)" >&2; exit 2 ;;
+    sse) echo "//libs/firebase:sse_fuzzer" ;;
+    github) echo "//libs/github:github_fuzzer" ;;
+    *) echo "unknown target $1 (config|canonical|skill|template|sse|github)" >&2; exit 2 ;;
   esac
 }
 seeds() {
@@ -38,6 +42,8 @@ seeds() {
     template) printf '%s' 'Hello {{ inputs.to }}!' > "$2/t1"
               printf '%s' "{{ len(inputs.list) > 2 and contains(inputs.list, 'two') }}" > "$2/t2" ;;
     canonical) printf '%s' 'msg-1|alice|bob|subject|body|conv|msg-0|{"a":[1,2.5e-7]}|x|2026' > "$2/c1" ;;
+    sse) printf 'event: put\ndata: {"path":"/","data":{"a":1}}\n\n' > "$2/s1" ;;
+    github) printf '\x00[{"number":1,"title":"t","body":"b","labels":[{"name":"x"}]}]' > "$2/g1" ;;
   esac
 }
 
