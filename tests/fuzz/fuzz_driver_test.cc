@@ -31,7 +31,7 @@ TEST(FuzzDriverTest, ConfigDocuments) {
   ASSERT_FALSE(seed.empty());
   const std::string small = "network:\n  node_id: a\nlimits:\n  inbox_cap: 5\n";
   std::mt19937_64 rng(1126);
-  int n = Iterations(1500);
+  int n = Iterations(1000);
   for (int i = 0; i < n; ++i) {
     FuzzConfigDocument(Mutate(i % 3 ? small : seed, seed, SyntaxDictionary(), rng));
   }
