@@ -37,6 +37,7 @@ struct Globals {
   std::string project_dir;
   std::string data_dir;
   std::string token;  // --token, else CNET_TOKEN
+  std::string agent;  // --agent, else CNET_AGENT: the acting saved identity
   int exit_code = kExitOk;
 
   // Loads the configuration layers once (exits with kExitUsage and a

@@ -5,6 +5,7 @@
 
 #include "tools/cnet/agent.h"
 #include "tools/cnet/cli.h"
+#include "tools/cnet/common.h"
 
 int main(int argc, char** argv) {
   cnet::cli::Globals g;
@@ -18,6 +19,8 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", g.data_dir, "data directory (overrides services.data_dir)");
   app.add_option("--token", g.token, "credential for calls that need one")
       ->envname("CNET_TOKEN");
+  app.add_option("--agent", g.agent, "the acting agent (a saved identity, see `cnet agent join`)")
+      ->envname("CNET_AGENT");
   app.footer(
       "Exit codes: 0 ok, 1 usage or invalid input, 2 not found, 3 conflict or\n"
       "precondition, 4 unauthenticated or denied, 5 unavailable, 6 internal.");
@@ -26,13 +29,16 @@ int main(int argc, char** argv) {
   cnet::cli::AddCallCommands(&app, &g);
   cnet::cli::AddSkillCommands(&app, &g);
   cnet::cli::AgentCommands agent(&app);
+  cnet::cli::AddMsgCommands(&app, &g);
+  cnet::cli::AddTaskCommands(&app, &g);
+  CLI::App* agent_run = cnet::cli::AddAgentRunCommand(&app, &g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : cnet::cli::kExitUsage;
   }
-  if (agent.parsed()) {
+  if (agent.parsed() && !agent_run->parsed()) {
     return agent.Run(g.config(), g.load_options().home_dir, absl::Seconds(g.timeout_seconds),
                      g.json);
   }
