@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   cnet::cli::AgentCommands agent(&app);
   cnet::cli::AddMsgCommands(&app, &g);
   cnet::cli::AddTaskCommands(&app, &g);
+  cnet::cli::AddMonitorCommands(&app, &g);
   CLI::App* agent_run = cnet::cli::AddAgentRunCommand(&app, &g);
   try {
     app.parse(argc, argv);
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : cnet::cli::kExitUsage;
   }
   if (agent.parsed() && !agent_run->parsed()) {
+    agent.set_default_identity(g.agent);
     return agent.Run(g.config(), g.load_options().home_dir, absl::Seconds(g.timeout_seconds),
                      g.json);
   }
