@@ -21,6 +21,10 @@ int main(int argc, char** argv) {
       ->envname("CNET_TOKEN");
   app.add_option("--agent", g.agent, "the acting agent (a saved identity, see `cnet agent join`)")
       ->envname("CNET_AGENT");
+  // Usage errors: one line on stderr, like every other error.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("cnet: ") + e.what() + " (see --help)\n";
+  });
   app.footer(
       "Exit codes: 0 ok, 1 usage or invalid input, 2 not found, 3 conflict or\n"
       "precondition, 4 unauthenticated or denied, 5 unavailable, 6 internal.");

@@ -61,6 +61,15 @@ struct Snapshot {
   std::map<std::string, std::string> errors;  // source -> one line
 };
 
+bool Terminal(int state) {
+  return state == pb::TASK_STATE_COMPLETED || state == pb::TASK_STATE_FAILED ||
+         state == pb::TASK_STATE_CANCELLED;
+}
+
+bool After(const google::protobuf::Timestamp& a, const google::protobuf::Timestamp& b) {
+  return a.seconds() != b.seconds() ? a.seconds() > b.seconds() : a.nanos() > b.nanos();
+}
+
 std::string Seconds(double s) { return absl::StrFormat("%.0f", s); }
 
 nlohmann::json SnapshotJson(const Snapshot& s) {
@@ -430,6 +439,21 @@ class LiveMonitor {
       while (reader->Read(&e)) {
         absl::MutexLock l(&mu_);
         if (e.type() == pb::TASK_EVENT_TYPE_SNAPSHOT_END) {
+          // The snapshot holds live tasks only: terminal counts come from
+          // the board's statistics, plus the tasks seen ending after them.
+          pb::GetTaskStatsRequest sreq;
+          pb::GetTaskStatsResponse stats;
+          mu_.Unlock();
+          grpc::Status st = sources_.tasks()->GetStats(g_->Context(sources_.token()).get(), sreq,
+                                                      &stats);
+          mu_.Lock();
+          terminal_base_.clear();
+          if (st.ok()) {
+            for (const auto& c : stats.by_state()) {
+              if (Terminal(c.state())) terminal_base_[c.state()] = c.count();
+            }
+            terminal_base_time_ = stats.time();
+          }
           tasks_ = std::move(fresh);
           in_snapshot = false;
           errors_.erase("tasks");
@@ -480,7 +504,10 @@ class LiveMonitor {
     Snapshot s;
     for (const auto& [id, a] : agents_) s.agents.push_back(a);
     std::vector<const pb::Task*> queued, all;
+    s.task_counts.insert(terminal_base_.begin(), terminal_base_.end());
     for (const auto& [id, t] : tasks_) {
+      // Terminal tasks already counted by the statistics are not counted again.
+      if (Terminal(t.state()) && !After(t.state_changed_at(), terminal_base_time_)) continue;
       ++s.task_counts[t.state()];
       if (t.state() == pb::TASK_STATE_QUEUED) queued.push_back(&t);
       all.push_back(&t);
@@ -513,6 +540,8 @@ class LiveMonitor {
   std::vector<grpc::ClientContext*> contexts_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, pb::Agent> agents_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, pb::Task> tasks_ ABSL_GUARDED_BY(mu_);
+  std::map<int, int64_t> terminal_base_ ABSL_GUARDED_BY(mu_);
+  google::protobuf::Timestamp terminal_base_time_ ABSL_GUARDED_BY(mu_);
   pb::GetStatsResponse macs_ ABSL_GUARDED_BY(mu_);
   bool have_macs_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::string> errors_ ABSL_GUARDED_BY(mu_);
