@@ -67,13 +67,22 @@ class Suite:
         """The last lines of each service's output, for failure messages."""
         out = []
         logs = os.path.join(self.home, ".claude-network/logs")
+        run = os.path.join(self.home, ".claude-network/data/run")
         for name in SERVICES:
             try:
-                with open(os.path.join(logs, name + ".out")) as f:
-                    tail = f.read().splitlines()[-lines:]
-            except OSError:
-                continue
-            out.append(f"--- {name}.out\n" + "\n".join(tail))
+                with open(os.path.join(run, name + ".pid")) as f:
+                    pid = int(f.read())
+                state = f"pid {pid} {'alive' if pid_alive(pid) else 'GONE'}"
+            except (OSError, ValueError):
+                state = "no pid file"
+            tail = []
+            for suffix in (".out", ".log"):
+                try:
+                    with open(os.path.join(logs, name + suffix)) as f:
+                        tail += f.read().splitlines()[-lines:]
+                except OSError:
+                    pass
+            out.append(f"--- {name} ({state})\n" + "\n".join(tail))
         return "\n".join(out)
 
     def up(self):
