@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2e_lib import Suite, free_port  # noqa: E402
 
 COMMANDS = [
+    [], ["agent"], ["msg"], ["task"], ["skill"], ["config"], ["list"], ["call"],
     ["up"], ["down"], ["status"], ["health"], ["monitor"],
     ["agent", "join"], ["agent", "list"], ["agent", "show"], ["agent", "heartbeat"],
     ["agent", "leave"], ["agent", "run"],
@@ -26,8 +27,9 @@ COMMANDS = [
     ["task", "create"], ["task", "list"], ["task", "show"], ["task", "claim"],
     ["task", "progress"], ["task", "complete"], ["task", "fail"], ["task", "review"],
     ["task", "cancel"], ["task", "history"], ["task", "watch"],
-    ["skill", "validate"], ["skill", "run"],
-    ["config", "show"], ["config", "validate"], ["config", "set"],
+    ["skill", "validate"], ["skill", "list"], ["skill", "show"], ["skill", "run"],
+    ["skill", "history"], ["skill", "stats"],
+    ["config", "show"], ["config", "validate"], ["config", "set"], ["config", "unset"],
 ]
 
 
@@ -131,6 +133,18 @@ class CliContractTest(unittest.TestCase):
         self.assertEqual(status["federation"]["state"], "DISABLED")
         self.assertIn("values", self.json_only("config", "show", "network.heartbeat_interval"))
 
+        run = self.json_only("--agent", a, "skill", "run", "network_onboarding",
+                             "-i", "announce=false")
+        self.assertEqual(run["state"], "RUN_STATE_SUCCEEDED")
+        runs = self.json_only("skill", "history", "network_onboarding")["runs"]
+        self.assertIn(run["run_id"], [r["run_id"] for r in runs])
+        one = self.json_only("skill", "history", "--run", run["run_id"])
+        self.assertEqual(one["run"]["run_id"], run["run_id"])
+        stats = self.json_only("skill", "stats", "network_onboarding")
+        self.assertEqual(stats["stats"][0]["skill_name"], "network_onboarding")
+        self.assertIn("network_onboarding",
+                      [k["name"] for k in self.json_only("skill", "list")["skills"]])
+
         # Errors with --json: still one JSON value on stdout, the exit code
         # of the class.
         err = self.json_only("task", "show", "task-01m8bz8gyp64xnya54ptgsty2h", code=2)
@@ -168,6 +182,8 @@ class CliContractTest(unittest.TestCase):
         self.fails(5, "--timeout", "2", "task", "list",
                    env={"CNET_SERVICES__TASKS_ADDR": f"127.0.0.1:{free_port()}"},
                    mention="unavailable")
+        self.fails(5, "--timeout", "2", "--macs-addr", f"127.0.0.1:{free_port()}",
+                   "--agent", a, "msg", "inbox", mention="unavailable")
 
 
 if __name__ == "__main__":

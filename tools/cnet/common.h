@@ -113,10 +113,15 @@ class StopSignal {
 };
 
 // Command groups built on these helpers (msg_cmd.cc, task_cmd.cc,
-// monitor_cmd.cc, agent_run.cc).
+// monitor_cmd.cc, agent_run.cc, skill_history_cmd.cc).
 void AddMsgCommands(CLI::App* app, Globals* g);
 void AddTaskCommands(CLI::App* app, Globals* g);
 void AddMonitorCommands(CLI::App* app, Globals* g);
+// Adds an example to the --help of the top level and of each group that
+// has none (call after every group is registered).
+void AddHelpExamples(CLI::App* app);
+// Adds `history` and `stats` to the existing `skill` group.
+void AddSkillHistoryCommands(CLI::App* app, Globals* g);
 // Adds `run` to the existing `agent` group; returns it so that main can
 // tell it apart from the AgentCommands subcommands.
 CLI::App* AddAgentRunCommand(CLI::App* app, Globals* g);

@@ -19,7 +19,12 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", g.data_dir, "data directory (overrides services.data_dir)");
   app.add_option("--token", g.token, "credential for calls that need one")
       ->envname("CNET_TOKEN");
-  app.add_option("--agent", g.agent, "the acting agent (a saved identity, see `cnet agent join`)")
+  for (const char* service : {"config", "registry", "macs", "tasks", "skills"}) {
+    std::string key = std::string("services.") + service + "_addr";
+    app.add_option(std::string("--") + service + "-addr", g.overrides[key],
+                   "host:port of the " + std::string(service) + " service (default: " + key + ")");
+  }
+    app.add_option("--agent", g.agent, "the acting agent (a saved identity, see `cnet agent join`)")
       ->envname("CNET_AGENT");
   // Usage errors: one line on stderr, like every other error.
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
@@ -36,7 +41,9 @@ int main(int argc, char** argv) {
   cnet::cli::AddMsgCommands(&app, &g);
   cnet::cli::AddTaskCommands(&app, &g);
   cnet::cli::AddMonitorCommands(&app, &g);
+  cnet::cli::AddSkillHistoryCommands(&app, &g);
   CLI::App* agent_run = cnet::cli::AddAgentRunCommand(&app, &g);
+  cnet::cli::AddHelpExamples(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
