@@ -139,7 +139,17 @@ int Send(Globals* g, const MsgFlags& f, const std::string& recipient, pb::Messag
   std::optional<absl::Duration> ack_deadline;
   if (f.ack_deadline_seconds > 0) ack_deadline = absl::Seconds(f.ack_deadline_seconds);
   absl::StatusOr<pb::SendResponse> resp = Client(g, *who)->Send(m, ack_deadline);
-  if (!resp.ok()) return ReportAbsl(*g, what, resp.status());
+  if (!resp.ok()) {
+    if (resp.status().code() == absl::StatusCode::kUnauthenticated && SigningKey(g).empty() &&
+        g->config().GetBool("security.use_message_signing")) {
+      return ReportAbsl(*g, what,
+                        absl::UnauthenticatedError(absl::StrCat(
+                            std::string(resp.status().message()),
+                            " (no signing key here: set security.shared_secret, the network's "
+                            "HMAC key)")));
+    }
+    return ReportAbsl(*g, what, resp.status());
+  }
   if (g->json) {
     std::cout << ProtoJson(*resp) << "\n";
     return kExitOk;
