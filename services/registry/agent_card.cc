@@ -74,6 +74,12 @@ pb::GetAgentCardResponse RenderAgentCard(const pb::Agent& agent,
   options.preserve_proto_field_names = false;  // camelCase, as A2A spells its keys
   // Fails only on invalid UTF-8, which proto3 parsing already rejects.
   (void)google::protobuf::util::MessageToJsonString(*card, response.mutable_json(), options);
+  // proto3 JSON leaves out empty lists, but A2A requires `skills` even when
+  // the agent has no capability and no declared skill: add it as [].
+  std::string& json = *response.mutable_json();
+  if (card->skills().empty() && !json.empty() && json.back() == '}') {
+    json.insert(json.size() - 1, json.size() > 2 ? ",\"skills\":[]" : "\"skills\":[]");
+  }
   return response;
 }
 

@@ -1073,5 +1073,30 @@ TEST_F(RegistryTest, AgentCardFallsBackToCapabilities) {
   EXPECT_EQ(registry_->ListAgentCards(all)->cards_size(), 1);
 }
 
+// The A2A AgentCard's required fields, checked on the JSON document as an
+// A2A client reads it, including for an agent with no capability at all.
+TEST_F(RegistryTest, AgentCardJsonHasEveryA2aRequiredField) {
+  for (const std::vector<std::string>& caps :
+       {std::vector<std::string>{"python"}, std::vector<std::string>{}}) {
+    Registered a = Register(caps.empty() ? "bare" : "with-caps", caps);
+    auto card = registry_->GetAgentCard(a.id);
+    ASSERT_TRUE(card.ok());
+    const std::string& json = card->json();
+    for (const char* key : {"\"name\":", "\"description\":", "\"url\":", "\"version\":",
+                            "\"capabilities\":{", "\"defaultInputModes\":[",
+                            "\"defaultOutputModes\":[", "\"skills\":["}) {
+      EXPECT_NE(json.find(key), std::string::npos) << key << " missing in " << json;
+    }
+    if (caps.empty()) {
+      EXPECT_NE(json.find("\"skills\":[]"), std::string::npos) << json;
+    } else {
+      EXPECT_NE(json.find("\"skills\":[{\"id\":\"python\",\"name\":\"python\",\"description\":"),
+                std::string::npos)
+          << json;
+      EXPECT_NE(json.find("\"tags\":[\"python\"]"), std::string::npos) << json;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace cnet::registry

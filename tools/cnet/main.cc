@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/cnet/agent.h"
+#include "tools/cnet/agentx_cmds.h"
 #include "tools/cnet/cli.h"
 #include "tools/cnet/common.h"
 
@@ -24,7 +25,7 @@ int main(int argc, char** argv) {
     app.add_option(std::string("--") + service + "-addr", g.overrides[key],
                    "host:port of the " + std::string(service) + " service (default: " + key + ")");
   }
-    app.add_option("--agent", g.agent, "the acting agent (a saved identity, see `cnet agent join`)")
+  app.add_option("--agent", g.agent, "the acting agent (a saved identity, see `cnet agent join`)")
       ->envname("CNET_AGENT");
   // Usage errors: one line on stderr, like every other error.
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
@@ -38,6 +39,10 @@ int main(int argc, char** argv) {
   cnet::cli::AddCallCommands(&app, &g);
   cnet::cli::AddSkillCommands(&app, &g);
   cnet::cli::AgentCommands agent(&app);
+  cnet::cli::AddReservationCommands(&app, &g);
+  cnet::cli::AddHookCommands(&app, &g);
+  cnet::cli::AddCardCommands(&app, &g);
+  cnet::cli::AddMcpCommand(&app, &g);
   cnet::cli::AddMsgCommands(&app, &g);
   cnet::cli::AddTaskCommands(&app, &g);
   cnet::cli::AddMonitorCommands(&app, &g);
@@ -50,6 +55,7 @@ int main(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? 0 : cnet::cli::kExitUsage;
   }
+  if (cnet::cli::AgentCardParsed()) return g.exit_code;
   if (agent.parsed() && !agent_run->parsed()) {
     agent.set_default_identity(g.agent);
     return agent.Run(g.config(), g.load_options().home_dir, absl::Seconds(g.timeout_seconds),
