@@ -30,6 +30,8 @@ COMMANDS = [
     ["skill", "validate"], ["skill", "list"], ["skill", "show"], ["skill", "run"],
     ["skill", "history"], ["skill", "stats"],
     ["config", "show"], ["config", "validate"], ["config", "set"], ["config", "unset"],
+    ["hook"], ["hooks"], ["hooks", "install"], ["mcp"], ["reserve"], ["release"],
+    ["reservations"], ["agent", "card"],
 ]
 
 

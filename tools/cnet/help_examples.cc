@@ -36,6 +36,14 @@ void AddHelpExamples(CLI::App* app) {
   AddExample(Find(app, "task"), "Example: cnet task create 'Fix flaky test' -c python; "
                                 "cnet task claim --wait 30");
   AddExample(Find(app, "config"), "Example: cnet config show network");
+  AddExample(Find(app, "hook"),
+             "Example: echo '{\"hook_event_name\":\"SessionStart\"}' | cnet hook session-start");
+  if (CLI::App* hooks = Find(app, "hooks")) {
+    AddExample(hooks, "Example: cnet hooks install --project .");
+    AddExample(Find(hooks, "install"), "Example: cnet hooks install --project . --git");
+  }
+  AddExample(Find(app, "mcp"), "Example: claude mcp add cnet -- cnet mcp");
+  AddExample(Find(app, "reservations"), "Example: cnet reservations --mine");
   if (CLI::App* skill = Find(app, "skill")) {
     AddExample(skill, "Example: cnet skill run network_onboarding; cnet skill stats");
     AddExample(Find(skill, "list"), "Example: cnet skill list --category core");
