@@ -8,6 +8,7 @@ network_onboarding skill runs -> `monitor --once --json` shows both agents
 HEALTHY and the tasks COMPLETED -> `cnet down` stops every process -> `cnet
 up` again: agents, messages and tasks are still there -> `cnet down`.
 """
+import json
 import os
 import signal
 import stat
@@ -38,7 +39,9 @@ class EndToEndTest(unittest.TestCase):
 
         # Each runs its companion: heartbeats, messages and tasks as they come.
         run_a = s.start("--json", "--agent", alice, "agent", "run")
-        run_b = s.start("--json", "--agent", bob, "agent", "run")
+        hook_log = os.path.join(s.home, "bob-events.jsonl")
+        run_b = s.start("--json", "--agent", bob, "agent", "run",
+                        "--exec", f"cat >> {hook_log}")
         run_a.wait_stderr("running as " + alice)
         run_b.wait_stderr("running as " + bob)
 
@@ -102,6 +105,12 @@ class EndToEndTest(unittest.TestCase):
         # The companions stop cleanly on SIGTERM / SIGINT and say so.
         self.assertEqual(run_a.stop(signal.SIGTERM), 0)
         self.assertEqual(run_b.stop(signal.SIGINT), 0)
+        # Bob's --exec hook got each event's JSON on stdin.
+        with open(hook_log) as f:
+            events = [json.loads(line) for line in f]
+        self.assertIn("hello bob", [e["entry"]["message"].get("body")
+                                    for e in events if e["kind"] == "message"])
+        self.assertIn(t1["id"], [e["event"]["task"]["id"] for e in events if e["kind"] == "task"])
         statuses = {a["id"]: a["status"] for a in s.ok("agent", "list")["agents"]}
         self.assertEqual(statuses, {alice: "AGENT_STATUS_OFFLINE", bob: "AGENT_STATUS_OFFLINE"})
 
