@@ -466,6 +466,25 @@ std::vector<KeySpec> BuildSchema() {
       Dur("offline.backoff_max", "60s", "Longest retry delay.")
           .Range(0.001, kDay),
 
+      // federation: the message path between nodes (macs-gateway).
+      Dur("federation.poll_interval", "1s",
+          "How often the gateway re-reads its Firebase inbox and receipts (the stream "
+          "wakes it sooner).")
+          .Range(0.01, kHour),
+      Int("federation.batch_max_messages", "500",
+          "Most envelopes in one Firebase multi-path write or read.")
+          .Range(1, 10000),
+      Int("federation.batch_max_bytes", "4194304",
+          "Most bytes in one Firebase multi-path write.")
+          .Range(1024, 256 * kMiB),
+      Dur("federation.hold_timeout", "60s",
+          "How long an arriving message waits for its predecessor (possibly still in a "
+          "GitHub issue) before it is delivered anyway.")
+          .Range(0, kHour),
+      Str("federation.import_offline_queue", "",
+          "A seed offline-queue.json to import into the outbox at start (renamed to "
+          "*.imported after); empty = none."),
+
       // log: what the services log and how.
       Str("log.level", "INFO", "Least severe level that is logged.")
           .Required()

@@ -460,6 +460,14 @@ absl::StatusOr<pb::SendResponse> Gateway::AcceptRemote(const pb::Message& messag
   return result;
 }
 
+void Gateway::AcceptRemoteAsync(const pb::Message& message, pb::Transport transport,
+                                const std::string& from_node, SendDone done) {
+  pb::SendRequest request;
+  *request.mutable_message() = message;
+  Caller nobody;
+  SendInternal(nobody, request, &from_node, transport, std::move(done));
+}
+
 absl::StatusOr<std::string> Gateway::SigningKey(const std::string& sender) const {
   auto it = options_.agent_keys.find(sender);
   if (it != options_.agent_keys.end()) return it->second;
@@ -898,7 +906,8 @@ void Gateway::SendInternal(const Caller& caller, const pb::SendRequest& request,
   }
 
   // 7. Rate limit (services are not limited: they are the suite itself).
-  if (!internal_service) {
+  // A federated message was limited by its origin gateway already.
+  if (!internal_service && !remote) {
     absl::Status limited = TakeToken(sender);
     if (!limited.ok()) {
       reject(pb::REJECT_REASON_RATE_LIMITED, std::move(limited));
@@ -1146,6 +1155,10 @@ void Gateway::ApplyAccepted(Accepted* a) {
     if (it != dedupe_.end()) it->second.committed = true;
   }
   if (a->ack_deadline_us != 0) ArmEscalation(a->rowid, FromMicros(a->ack_deadline_us));
+  if (a->remote_copies > 0) {
+    absl::MutexLock lock(&federation_mu_);
+    if (outbox_listener_) outbox_listener_();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -2241,6 +2254,10 @@ absl::StatusOr<pb::GetStatsResponse> Gateway::GetStats(const Caller& caller,
     absl::MutexLock lock(&mu_);
     f->set_outbox_depth(outbox_depth_);
   }
+  {
+    absl::MutexLock lock(&federation_mu_);
+    if (federation_status_) federation_status_(f);
+  }
   *resp.mutable_time() = ToProto(clock_->Now());
   return resp;
 }
@@ -2348,24 +2365,73 @@ absl::Status Gateway::MarkForwarded(const std::vector<int64_t>& outbox_ids) {
   int64_t done = 0;
   CNET_RETURN_IF_ERROR(writer_->RunAndWait([&](sqlite::Database*) -> absl::Status {
     for (int64_t id : outbox_ids) {
-      CNET_ASSIGN_OR_RETURN(std::vector<OutboxRow> rows, store_->PeekOutbox(-1));
-      for (const OutboxRow& r : rows) {
-        if (r.id != id) continue;
-        CNET_ASSIGN_OR_RETURN(std::optional<DeliveryRow> row, store_->GetDelivery(r.recipient, -id));
-        if (row.has_value() && row->state == pb::DELIVERY_STATE_QUEUED) {
-          row->state = pb::DELIVERY_STATE_FORWARDED;
-          row->state_changed_us = now_us;
-          CNET_RETURN_IF_ERROR(store_->UpdateDelivery(*row));
-        }
-        CNET_RETURN_IF_ERROR(store_->DeleteOutbox(id));
-        done++;
+      CNET_ASSIGN_OR_RETURN(std::optional<std::string> recipient, store_->OutboxRecipient(id));
+      if (!recipient.has_value()) continue;  // already forwarded
+      CNET_ASSIGN_OR_RETURN(std::optional<DeliveryRow> row, store_->GetDelivery(*recipient, -id));
+      if (row.has_value() && row->state == pb::DELIVERY_STATE_QUEUED) {
+        row->state = pb::DELIVERY_STATE_FORWARDED;
+        row->state_changed_us = now_us;
+        CNET_RETURN_IF_ERROR(store_->UpdateDelivery(*row));
       }
+      CNET_RETURN_IF_ERROR(store_->DeleteOutbox(id));
+      done++;
     }
     return absl::OkStatus();
   }));
   absl::MutexLock lock(&mu_);
   outbox_depth_ -= done;
   return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Gateway::ApplyRemoteReceipt(const std::string& sender,
+                                                    const std::string& message_id,
+                                                    const std::string& node, bool delivered,
+                                                    const std::string& detail) {
+  const int64_t now_us = ToMicros(clock_->Now());
+  int64_t changed = 0;
+  CNET_RETURN_IF_ERROR(writer_->RunAndWait([&](sqlite::Database*) -> absl::Status {
+    CNET_ASSIGN_OR_RETURN(std::optional<MessageRow> m, store_->FindMessage(sender, message_id));
+    if (!m.has_value()) return absl::OkStatus();  // pruned, or never ours
+    std::string after;
+    for (;;) {
+      CNET_ASSIGN_OR_RETURN(std::vector<DeliveryRow> rows,
+                            store_->DeliveriesOfMessage(m->rowid, after, 1000));
+      if (rows.empty()) break;
+      after = rows.back().recipient;
+      for (DeliveryRow& r : rows) {
+        if (!r.remote || r.node != node) continue;
+        if (r.state != pb::DELIVERY_STATE_QUEUED && r.state != pb::DELIVERY_STATE_FORWARDED) {
+          continue;
+        }
+        r.state_changed_us = now_us;
+        if (delivered) {
+          r.state = pb::DELIVERY_STATE_DELIVERED;
+          if (r.first_delivered_us == 0) r.first_delivered_us = now_us;
+          r.last_delivered_us = now_us;
+        } else {
+          r.state = pb::DELIVERY_STATE_DEAD_LETTERED;
+          r.dl_reason = pb::DEAD_LETTER_REASON_REMOTE_UNDELIVERABLE;
+          r.dl_detail = detail.substr(0, 512);
+          r.dl_at_us = now_us;
+        }
+        CNET_RETURN_IF_ERROR(store_->UpdateDelivery(r));
+        changed++;
+      }
+      if (rows.size() < 1000) break;
+    }
+    return absl::OkStatus();
+  }));
+  return changed;
+}
+
+void Gateway::SetOutboxListener(std::function<void()> fn) {
+  absl::MutexLock lock(&federation_mu_);
+  outbox_listener_ = std::move(fn);
+}
+
+void Gateway::SetFederationStatusSource(std::function<void(pb::FederationStatus*)> fill) {
+  absl::MutexLock lock(&federation_mu_);
+  federation_status_ = std::move(fill);
 }
 
 }  // namespace cnet::macs

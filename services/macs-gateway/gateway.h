@@ -151,6 +151,12 @@ class Gateway {
                                                            claudenet::v1::Transport transport,
                                                            const std::string& from_node);
 
+  // AcceptRemote with a callback (runs exactly once, on the calling thread
+  // for a rejection or on the writer thread after the commit); successive
+  // calls keep their order in the inboxes.
+  void AcceptRemoteAsync(const claudenet::v1::Message& message, claudenet::v1::Transport transport,
+                         const std::string& from_node, SendDone done);
+
   // Opens a subscription; returns its id for Unsubscribe. The ready frame
   // and the first deliveries reach the sink before this returns.
   absl::StatusOr<uint64_t> Subscribe(const Caller& caller,
@@ -180,7 +186,23 @@ class Gateway {
   // The federation seam: copies waiting for another node, oldest first, and
   // the hand-off once a medium carried them (state FORWARDED).
   absl::StatusOr<std::vector<OutboxRow>> PeekOutbox(int limit);
+  // Ids already gone are skipped (a re-send after a crash).
   absl::Status MarkForwarded(const std::vector<int64_t>& outbox_ids);
+  // A delivery receipt from `node` for message (sender, id): the copies for
+  // agents of `node` still QUEUED or FORWARDED become DELIVERED (accepted
+  // into the remote inbox) or, when !delivered, DEAD_LETTERED with
+  // REMOTE_UNDELIVERABLE and `detail`. Returns the copies changed.
+  absl::StatusOr<int64_t> ApplyRemoteReceipt(const std::string& sender,
+                                             const std::string& message_id,
+                                             const std::string& node, bool delivered,
+                                             const std::string& detail);
+  // GetStats/WatchStats ask `fill` for the federation fields (after the
+  // outbox depth is set). Called without the gateway's locks held.
+  void SetFederationStatusSource(std::function<void(claudenet::v1::FederationStatus*)> fill);
+  // Called (on the writer's completion thread, no gateway lock held) after
+  // copies entered the outbox: the federation wakes up and sends them now
+  // instead of at its next poll. Must be quick.
+  void SetOutboxListener(std::function<void()> fn);
 
   // Counts a Send refused before it reached the core (bad credential).
   void CountRejection(claudenet::v1::RejectReason reason);
@@ -358,6 +380,11 @@ class Gateway {
 
   absl::Mutex limiter_mu_;
   std::unordered_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(limiter_mu_);
+
+  absl::Mutex federation_mu_;  // leaf
+  std::function<void(claudenet::v1::FederationStatus*)> federation_status_
+      ABSL_GUARDED_BY(federation_mu_);
+  std::function<void()> outbox_listener_ ABSL_GUARDED_BY(federation_mu_);
 };
 
 }  // namespace cnet::macs

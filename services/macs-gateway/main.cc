@@ -12,6 +12,7 @@
 #include "libs/clock/clock.h"
 #include "libs/server/bootstrap.h"
 #include "libs/server/tls.h"
+#include "services/macs-gateway/federation/runtime.h"
 #include "services/macs-gateway/gateway.h"
 #include "services/macs-gateway/macs_service.h"
 #include "libs/registry_client/registry_authenticator.h"
@@ -111,6 +112,11 @@ int main(int argc, char** argv) {
   auto gateway =
       cnet::macs::Gateway::Create(options, cnet::RealClock::Default(), &directory);
   if (!gateway.ok()) return Fail(std::string(gateway.status().message()));
+  // Federation: Firebase / offline queue / GitHub fallback (docs/federation.md).
+  auto federation = cnet::macs::federation::FederationRuntime::Create(
+      cfg, options.node, gateway->get(), cnet::RealClock::Default());
+  if (!federation.ok()) return Fail(std::string(federation.status().message()));
+  (*federation)->Start(options.shared_secret);
   cnet::macs::MacsServiceImpl impl(gateway->get(), cnet::RealClock::Default());
 
   cnet::ServerOptions server;
@@ -124,6 +130,7 @@ int main(int argc, char** argv) {
   cnet::ServeHooks hooks;
   hooks.on_shutdown = [&] {
     impl.Shutdown();
+    (*federation)->Stop();
     (*gateway)->Shutdown();
     directory.Stop();
   };

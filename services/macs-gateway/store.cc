@@ -258,6 +258,15 @@ absl::Status MessageStore::DeleteOutbox(int64_t id) {
   return st->Run();
 }
 
+absl::StatusOr<std::optional<std::string>> MessageStore::OutboxRecipient(int64_t id) {
+  CNET_ASSIGN_OR_RETURN(sqlite::Statement * st,
+                        Cached("SELECT recipient FROM outbox WHERE id = ?"));
+  st->Bind(1, id);
+  CNET_ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<std::string>();
+  return std::optional<std::string>(st->ColumnText(0));
+}
+
 absl::StatusOr<bool> MessageStore::MarkDelivered(const std::string& recipient, int64_t seq,
                                                  int attempts, int64_t now_us) {
   CNET_ASSIGN_OR_RETURN(

@@ -136,6 +136,8 @@ class MessageStore {
   absl::StatusOr<int64_t> InsertOutbox(int64_t msg_rowid, const std::string& recipient,
                                        const std::string& node, int64_t created_us);
   absl::Status DeleteOutbox(int64_t id);
+  // The recipient of outbox row `id`, nullopt when it is gone.
+  absl::StatusOr<std::optional<std::string>> OutboxRecipient(int64_t id);
 
   // Hand-over recorded: QUEUED becomes DELIVERED (READ stays READ).
   // Returns false when the copy is no longer pending.
