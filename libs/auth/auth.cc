@@ -88,44 +88,121 @@ absl::StatusOr<Principal> AuthenticateMetadata(
   return p;
 }
 
+// Open streams per caller key, shared by the calls of one server.
+class StreamTable {
+ public:
+  explicit StreamTable(int64_t max) : max_(max) {}
+  int64_t max() const { return max_; }
+  // True and counted, or false when `key` is at the limit.
+  bool Acquire(const std::string& key) {
+    absl::MutexLock lock(&mu_);
+    int64_t& n = open_[key];
+    if (n >= max_) return false;
+    ++n;
+    return true;
+  }
+  void Release(const std::string& key) {
+    absl::MutexLock lock(&mu_);
+    auto it = open_.find(key);
+    if (it != open_.end() && --it->second <= 0) open_.erase(it);
+  }
+
+ private:
+  const int64_t max_;
+  absl::Mutex mu_;
+  std::unordered_map<std::string, int64_t> open_ ABSL_GUARDED_BY(mu_);
+};
+
+constexpr int64_t kStreamRetryMs = 5000;
+
 class AuthInterceptor final : public grpc::experimental::Interceptor {
  public:
-  AuthInterceptor(grpc::experimental::ServerRpcInfo* info, Authenticator* authenticator)
-      : info_(info), authenticator_(authenticator) {}
-  ~AuthInterceptor() override { Calls().Erase(info_->server_context()); }
+  AuthInterceptor(grpc::experimental::ServerRpcInfo* info, Authenticator* authenticator,
+                  StreamTable* streams)
+      : info_(info), authenticator_(authenticator), streams_(streams) {}
+  ~AuthInterceptor() override {
+    Calls().Erase(info_->server_context());
+    if (!stream_key_.empty()) streams_->Release(stream_key_);
+  }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
-      Calls().Put(info_->server_context(),
-                  AuthenticateMetadata(authenticator_, *methods->GetRecvInitialMetadata()));
+      absl::StatusOr<Principal> p =
+          AuthenticateMetadata(authenticator_, *methods->GetRecvInitialMetadata());
+      if (p.ok() && streams_ != nullptr &&
+          info_->type() != grpc::experimental::ServerRpcInfo::Type::UNARY) {
+        std::string key = StreamKey(*p);
+        if (streams_->Acquire(key)) {
+          stream_key_ = key;
+        } else {
+          limited_ = true;
+          p = absl::ResourceExhaustedError(absl::StrCat(
+              "caller \"", key, "\" has ", streams_->max(),
+              " streams open on this service (limits.max_streams_per_caller); close one or "
+              "retry after ", kStreamRetryMs / 1000, "s"));
+        }
+      }
+      Calls().Put(info_->server_context(), std::move(p));
+    }
+    if (limited_ && methods->QueryInterceptionHookPoint(
+                        grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      std::multimap<std::string, std::string>* trailers = methods->GetSendTrailingMetadata();
+      if (trailers != nullptr && trailers->find("claudenet-retry-after-ms") == trailers->end()) {
+        trailers->emplace("claudenet-retry-after-ms", std::to_string(kStreamRetryMs));
+      }
     }
     methods->Proceed();
   }
 
  private:
+  std::string StreamKey(const Principal& p) const {
+    std::string acting = p.acting_agent();
+    if (!acting.empty()) return acting;
+    if (p.kind != Kind::kAnonymous) return p.id;
+    // Anonymous: per peer address ("ipv4:127.0.0.1:5555" -> without port).
+    std::string peer = info_->server_context()->peer();
+    size_t colon = peer.rfind(':');
+    return "anonymous@" + (colon == std::string::npos ? peer : peer.substr(0, colon));
+  }
+
   grpc::experimental::ServerRpcInfo* info_;
   Authenticator* authenticator_;
+  StreamTable* streams_;
+  std::string stream_key_;  // held stream slot, released at the end of the call
+  bool limited_ = false;
 };
 
 class AuthInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit AuthInterceptorFactory(std::shared_ptr<Authenticator> a) : a_(std::move(a)) {}
+  AuthInterceptorFactory(std::shared_ptr<Authenticator> a, InterceptorOptions options)
+      : a_(std::move(a)),
+        streams_(options.max_streams_per_caller > 0
+                     ? std::make_unique<StreamTable>(options.max_streams_per_caller)
+                     : nullptr) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new AuthInterceptor(info, a_.get());
+    return new AuthInterceptor(info, a_.get(), streams_.get());
   }
 
  private:
   std::shared_ptr<Authenticator> a_;
+  std::unique_ptr<StreamTable> streams_;
 };
 
 }  // namespace
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 MakeAuthInterceptorFactory(std::shared_ptr<Authenticator> authenticator) {
-  return std::make_unique<AuthInterceptorFactory>(std::move(authenticator));
+  return std::make_unique<AuthInterceptorFactory>(std::move(authenticator),
+                                                  InterceptorOptions());
+}
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeAuthInterceptorFactory(InterceptorOptions options,
+                           std::shared_ptr<Authenticator> authenticator) {
+  return std::make_unique<AuthInterceptorFactory>(std::move(authenticator), options);
 }
 
 absl::StatusOr<Principal> Caller(const grpc::ServerContextBase* context) {

@@ -72,6 +72,20 @@ class StaticAuthenticator final : public Authenticator {
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 MakeAuthInterceptorFactory(std::shared_ptr<Authenticator> authenticator);
 
+struct InterceptorOptions {
+  // Streaming calls (server, client or bidi streams: Subscribe, Watch,
+  // WatchRun, WatchStats, WatchConfig, HeartbeatStream) one caller may have
+  // open at once on this server, all methods together; config
+  // limits.max_streams_per_caller. The caller is the acting agent (or
+  // "admin" / "svc"); anonymous callers count per peer address. One more is
+  // RESOURCE_EXHAUSTED (Caller() reports it; the interceptor adds
+  // `claudenet-retry-after-ms`). 0 = no limit.
+  int64_t max_streams_per_caller = 0;
+};
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeAuthInterceptorFactory(InterceptorOptions options,
+                           std::shared_ptr<Authenticator> authenticator);
+
 // The authenticated caller of the current rpc (ANONYMOUS when no credential
 // was given), or the UNAUTHENTICATED status the interceptor recorded.
 absl::StatusOr<Principal> Caller(const grpc::ServerContextBase* context);

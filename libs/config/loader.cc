@@ -526,11 +526,30 @@ std::string_view LayerName(Layer layer) {
   return "unknown";
 }
 
+namespace {
+// Keys and reasons may quote the document (an unknown key is whatever the
+// user wrote): shown as one printable line of bounded size, control bytes
+// escaped (fuzz finding F4, tests/fuzz).
+std::string Printable(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (out.size() >= 512) return out + "...";
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+}  // namespace
+
 std::string Issue::ToString() const {
   std::string text = origin;
   if (line > 0) absl::StrAppend(&text, ":", line, ":", column);
-  if (!key.empty()) absl::StrAppend(&text, ": ", key);
-  absl::StrAppend(&text, ": ", reason);
+  if (!key.empty()) absl::StrAppend(&text, ": ", Printable(key));
+  absl::StrAppend(&text, ": ", Printable(reason));
   return text;
 }
 

@@ -348,6 +348,10 @@ std::vector<KeySpec> BuildSchema() {
           .Range(1, 1024),
       Dur("limits.lease_duration", "60s", "Lease of an assigned/running task.")
           .Range(1, kDay),
+      Int("limits.max_streams_per_caller", "256",
+          "Streaming calls (Subscribe, Watch, WatchRun, ...) one caller may have open on one "
+          "service at once; anonymous callers count per peer address.")
+          .Range(1, 1000000),
       Int("limits.max_skill_runs", "50", "Skill runs executing at once.")
           .Range(1, 10000),
 
@@ -400,6 +404,15 @@ std::vector<KeySpec> BuildSchema() {
           .Range(1000, 100000000),
       Int("tasks.max_watchers", "256", "Watch streams open at once.")
           .Range(1, 100000),
+      Int("tasks.max_watchers_per_caller", "16",
+          "Watch streams one caller (agent, or a service on its behalf) may hold open.")
+          .Range(1, 100000),
+      Dbl("tasks.create_rate_per_agent", "50",
+          "Tasks one agent may create per second on average (0 = unlimited); admin exempt.")
+          .Range(0, 1000000),
+      Int("tasks.create_burst_per_agent", "500",
+          "Tasks one agent may create at once before tasks.create_rate_per_agent applies.")
+          .Range(1, 1000000),
       Dur("tasks.reservation_ttl", "15m",
           "Default TTL of a path reservation (renewed like a lease).")
           .Range(10, kDay),

@@ -27,6 +27,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(ServerOptions opti
                                    : grpc::InsecureServerCredentials();
   builder.AddListeningPort(options.listen_address, creds, &selected_port);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options.max_concurrent_streams_per_connection);
   // gRPC sets SO_REUSEPORT by default: a second instance on the same port
   // would silently share traffic with the first. Refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -109,7 +111,13 @@ std::shared_ptr<grpc::Channel> MakeChannel(
   // refused connection quickly (gRPC's default backoff grows to 2 minutes,
   // failing every call in between).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  // Despite its name, gRPC core uses min_reconnect_backoff as the MINIMUM
+  // CONNECT TIMEOUT: the time a connection attempt gets to finish TCP and
+  // the HTTP/2 handshake (grpc/grpc#33423). At 100 ms a busy machine fails
+  // calls with "connection attempt timed out before receiving SETTINGS
+  // frame" / "tcp handshaker shutdown"; keep gRPC's 20 s (a refused
+  // connection still fails at once and is retried after the backoff above).
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20'000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   return grpc::CreateCustomChannel(
       address, credentials ? credentials : grpc::InsecureChannelCredentials(), args);

@@ -30,8 +30,14 @@ struct ServerOptions {
   std::vector<std::string> health_names;
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
-  // Largest accepted request, bytes.
+  // Largest accepted request, bytes: a bigger one is RESOURCE_EXHAUSTED
+  // before any handler (or allocation for it) runs.
   int max_receive_message_bytes = 4 * 1024 * 1024;
+  // Concurrent calls one client connection may have open (HTTP/2
+  // SETTINGS_MAX_CONCURRENT_STREAMS): a peer past it waits for a slot
+  // instead of making the server hold unbounded call state. Per-agent
+  // stream limits (Subscribe, Watch) sit on top of this.
+  int max_concurrent_streams_per_connection = 1000;
   // Credentials; plaintext when null.
   std::shared_ptr<grpc::ServerCredentials> credentials;
 };

@@ -91,6 +91,23 @@ TEST_F(TlsTest, MutualTlsRefusesAClientWithoutCertificate) {
   EXPECT_EQ(Check(server->address(), *with_cert), grpc::StatusCode::OK);
 }
 
+TEST_F(TlsTest, MutualTlsRefusesAClientCertificateFromAnotherCa) {
+  const std::string other = std::string(getenv("TEST_TMPDIR")) + "/other-ca";
+  ASSERT_EQ(std::system(("bash tools/make_certs.sh " + other + " >/dev/null").c_str()), 0);
+  auto server = Serve(Load(TlsEnv(true)));
+  // A well-formed client certificate, signed by a CA the server does not
+  // trust (the client trusts the server's CA, so only the server refuses).
+  grpc::SslCredentialsOptions foreign;
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  foreign.pem_root_certs = read(*dir_ + "/ca.pem");
+  foreign.pem_cert_chain = read(other + "/client.pem");
+  foreign.pem_private_key = read(other + "/client.key");
+  EXPECT_NE(Check(server->address(), grpc::SslCredentials(foreign)), grpc::StatusCode::OK);
+}
+
 TEST_F(TlsTest, PlaintextOffLoopbackNeedsAllowInsecure) {
   auto refused = ServerCredentialsFromConfig(Load({}), "0.0.0.0:7101");
   ASSERT_FALSE(refused.ok());

@@ -47,7 +47,10 @@ bool LoadSingleDocument(const std::string& text, YAML::Node* root, LoadError* er
     *error = {e.mark, absl::StrCat("invalid YAML: nested deeper than ", e.depth(), " levels")};
     return false;
   } catch (const YAML::Exception& e) {
-    *error = {e.mark, absl::StrCat("invalid YAML: ", e.msg)};
+    // yaml-cpp quotes the offending input in some messages ("unknown escape
+    // character: <the byte>"): escape it, an issue stays one printable line
+    // (fuzz finding F1, tests/fuzz).
+    *error = {e.mark, absl::StrCat("invalid YAML: ", absl::CHexEscape(e.msg))};
     return false;
   }
   if (starts.size() > 1) {

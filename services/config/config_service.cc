@@ -156,7 +156,9 @@ grpc::Status CheckPrefix(const std::string& prefix) {
 grpc::Status ConfigServiceImpl::GetConfig(grpc::ServerContext* ctx,
                                           const pb::GetConfigRequest* req,
                                           pb::GetConfigResponse* resp) {
-  if (auto caller = auth::Caller(ctx); !caller.ok()) return ToGrpcStatus(caller.status());
+  // Open rpc: no credential needed, and one this service cannot verify (an
+  // agent token: the config service runs before, and without, the
+  // registry) is not held against the caller.
   grpc::Status s = CheckPrefix(req->key_prefix());
   if (!s.ok()) return s;
   std::shared_ptr<const config::Config> current = core_->current();
@@ -178,7 +180,9 @@ grpc::Status ConfigServiceImpl::GetConfig(grpc::ServerContext* ctx,
 grpc::Status ConfigServiceImpl::ValidateConfig(grpc::ServerContext* ctx,
                                                const pb::ValidateConfigRequest* req,
                                                pb::ValidateConfigResponse* resp) {
-  if (auto caller = auth::Caller(ctx); !caller.ok()) return ToGrpcStatus(caller.status());
+  // Open rpc: no credential needed, and one this service cannot verify (an
+  // agent token: the config service runs before, and without, the
+  // registry) is not held against the caller.
   if (req->yaml_document().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "yaml_document: empty");
   }
@@ -201,7 +205,12 @@ grpc::ServerWriteReactor<pb::ConfigEvent>* ConfigServiceImpl::WatchConfig(
     grpc::CallbackServerContext* ctx, const pb::WatchConfigRequest* req) {
   using Writer = HubWriter<ConfigEvent, pb::ConfigEvent>;
   grpc::Status s = CheckPrefix(req->key_prefix());
-  if (auto caller = auth::Caller(ctx); !caller.ok()) s = ToGrpcStatus(caller.status());
+  // Open rpc: any credential, or none (see GetConfig); but the per-caller
+  // stream limit of the interceptor applies.
+  if (auto caller = auth::Caller(ctx);
+      !caller.ok() && caller.status().code() == absl::StatusCode::kResourceExhausted) {
+    s = ToGrpcStatus(caller.status());
+  }
   if (!s.ok()) return FailedWriter<pb::ConfigEvent>(s);
   std::string prefix = req->key_prefix();
   bool send_initial = req->send_initial();
@@ -277,7 +286,9 @@ grpc::Status ConfigServiceImpl::DeleteOverride(grpc::ServerContext* ctx,
 grpc::Status ConfigServiceImpl::ListOverrides(grpc::ServerContext* ctx,
                                               const pb::ListOverridesRequest* req,
                                               pb::ListOverridesResponse* resp) {
-  if (auto caller = auth::Caller(ctx); !caller.ok()) return ToGrpcStatus(caller.status());
+  // Open rpc: no credential needed, and one this service cannot verify (an
+  // agent token: the config service runs before, and without, the
+  // registry) is not held against the caller.
   if (req->page_size() < 0 || req->page_size() > 1000) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("page_size: ", req->page_size(), " is outside 0..1000"));

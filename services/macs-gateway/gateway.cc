@@ -546,6 +546,16 @@ void Gateway::SendInternal(const Caller& caller, const pb::SendRequest& request,
         } else if (ValidServiceSender(in.sender())) {
           sender = in.sender();
           sender_kind = pb::PRINCIPAL_KIND_SERVICE;
+        } else if (!in.sender().empty()) {
+          // Naming an agent without claudenet-on-behalf-of is acting as
+          // another principal: PERMISSION_DENIED, as everywhere else.
+          done(Reject("", pb::REJECT_REASON_SENDER_MISMATCH,
+                      Error(absl::StatusCode::kPermissionDenied, "SENDER_MISMATCH",
+                            absl::StrCat("message.sender \"", in.sender(),
+                                         "\": a service credential sends as \"svc:<service>\" "
+                                         "or names the agent in claudenet-on-behalf-of"),
+                            "agent", in.sender())));
+          return;
         } else {
           done(Reject("", pb::REJECT_REASON_MALFORMED,
                       Invalid("message.sender",
@@ -745,6 +755,37 @@ void Gateway::SendInternal(const Caller& caller, const pb::SendRequest& request,
     }
     ed_state = pb::SIGNATURE_STATE_VERIFIED;
   }
+  // A human's approval: human_signature by the registered key of
+  // human_principal_id, a principal of kind HUMAN. Only a verified one makes
+  // provenance.human_origin true; a wrong one refuses the message.
+  std::string human;
+  if (!in.human_principal_id().empty() || !in.human_signature().empty()) {
+    auto refuse = [&](const std::string& why) {
+      reject(pb::REJECT_REASON_HUMAN_SIGNATURE_INVALID,
+             Error(absl::StatusCode::kUnauthenticated, "HUMAN_SIGNATURE_INVALID",
+                   absl::StrCat("message.human_signature: ", why), "agent",
+                   in.human_principal_id()));
+    };
+    if (in.human_principal_id().empty() || in.human_signature().empty()) {
+      refuse("human_principal_id and human_signature go together");
+      return;
+    }
+    absl::StatusOr<std::optional<AgentInfo>> h = directory_->Get(in.human_principal_id());
+    if (!h.ok()) {
+      done(h.status());
+      return;
+    }
+    if (!h->has_value() || !(*h)->human || (*h)->public_key.empty()) {
+      refuse(absl::StrCat("\"", in.human_principal_id(),
+                          "\" is not a registered human principal with a public key"));
+      return;
+    }
+    if (!VerifyEd25519Hex((*h)->public_key, *canonical, in.human_signature())) {
+      refuse(absl::StrCat("does not verify with the key of \"", in.human_principal_id(), "\""));
+      return;
+    }
+    human = in.human_principal_id();
+  }
 
   // 4. Dedupe on (sender, id): same content -> the original answer.
   const std::string content_hash = crypto::Sha256(*canonical);
@@ -921,6 +962,8 @@ void Gateway::SendInternal(const Caller& caller, const pb::SendRequest& request,
   p->set_hmac(hmac_state);
   p->set_ed25519(ed_state);
   p->set_signing_key_id(ed_state == pb::SIGNATURE_STATE_VERIFIED ? in.signing_key_id() : "");
+  p->set_human_origin(!human.empty());
+  p->set_human_principal_id(human);
   p->set_transport(transport);
   if (remote) p->add_relay_path(*remote_node);
   p->add_relay_path(options_.node);
@@ -1458,7 +1501,7 @@ absl::StatusOr<uint64_t> Gateway::Subscribe(const Caller& caller, const pb::Subs
     return Error(absl::StatusCode::kResourceExhausted, "TOO_MANY_SUBSCRIBERS",
                  absl::StrCat("agent \"", agent, "\" already has ", inbox.subscribers.size(),
                               " open subscribers (limit ", options_.max_subscribers_per_agent,
-                              ")"),
+                              "); close one or retry after 1s"),
                  "agent", agent);
   }
   if (inbox.subscribers.empty()) {
@@ -1832,7 +1875,11 @@ absl::StatusOr<pb::GetMessageStatusResponse> Gateway::GetMessageStatus(
   CNET_ASSIGN_OR_RETURN(int page, PageSize(req.page_size()));
   std::string sender = req.sender();
   std::string self = caller.acting_agent();
-  if (caller.kind == Caller::Kind::kService && self.empty()) self = sender;  // svc:<name>
+  // A service credential without on-behalf-of sees its own `svc:<name>`
+  // messages only, never an agent's.
+  if (caller.kind == Caller::Kind::kService && self.empty() && ValidServiceSender(sender)) {
+    self = sender;
+  }
   if (sender.empty()) {
     if (self.empty()) return Invalid("sender", "required when calling as admin");
     sender = self;

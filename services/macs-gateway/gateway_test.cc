@@ -305,3 +305,85 @@ TEST(GroupCommitTest, JobsShareBatchesAndAFailingJobRollsBackOnlyItself) {
 
 }  // namespace
 }  // namespace cnet::macs
+
+namespace cnet::macs {
+namespace {
+
+// Provenance a receiver can trust: spawned_by from the registry record, and
+// human_origin only when a HUMAN principal's registered key signed the exact
+// message; a forged, misattributed or half-given approval refuses the
+// message, locally and when it arrives through federation.
+TEST_F(GatewayTest, ProvenanceRecordsTheSpawnerAndAVerifiedHumanApproval) {
+  AgentInfo child{"child"};
+  child.spawned_by = "alice";
+  directory_.Put(child);
+  std::string human_seed(32, '\x21');
+  AgentInfo hana{"hana"};
+  hana.human = true;
+  hana.public_key = Ed25519PublicKey(human_seed);
+  directory_.Put(hana);
+  AgentInfo robot{"robot"};  // an agent with a key, but not a human
+  robot.public_key = Ed25519PublicKey(std::string(32, '\x22'));
+  directory_.Put(robot);
+
+  pb::Message m = Msg("child", "bob", "prov-1");
+  m.set_human_principal_id("hana");
+  m.set_human_signature(SignEd25519Hex(human_seed, *CanonicalBytes(m)));
+  ASSERT_TRUE(Send(Caller::Agent("child"), m).ok());
+  pb::Message plain = Msg("child", "bob", "prov-2");
+  ASSERT_TRUE(Send(Caller::Agent("child"), plain).ok());
+
+  auto expect_refused = [&](pb::Message bad, const std::string& why) {
+    auto r = Send(Caller::Agent("child"), bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated) << why;
+    EXPECT_NE(std::string(r.status().message()).find("human_signature"), std::string::npos)
+        << r.status();
+  };
+  pb::Message forged = Msg("child", "bob", "prov-3");
+  forged.set_human_principal_id("hana");
+  forged.set_human_signature(SignEd25519Hex(std::string(32, '\x23'), *CanonicalBytes(forged)));
+  expect_refused(forged, "signed by another key");
+  pb::Message replayed = Msg("child", "bob", "prov-4");  // hana's signature of prov-1
+  replayed.set_human_principal_id("hana");
+  replayed.set_human_signature(m.human_signature());
+  expect_refused(replayed, "signature of another message");
+  pb::Message not_human = Msg("child", "bob", "prov-5");
+  not_human.set_human_principal_id("robot");
+  not_human.set_human_signature(
+      SignEd25519Hex(std::string(32, '\x22'), *CanonicalBytes(not_human)));
+  expect_refused(not_human, "an agent is not a human");
+  pb::Message half = Msg("child", "bob", "prov-6");
+  half.set_human_principal_id("hana");
+  expect_refused(half, "principal without signature");
+
+  pb::FetchInboxRequest f;
+  auto inbox = gw_->FetchInbox(Caller::Agent("bob"), f);
+  ASSERT_TRUE(inbox.ok());
+  ASSERT_EQ(inbox->entries_size(), 2);  // nothing refused was stored
+  const pb::Provenance& p1 = inbox->entries(0).message().provenance();
+  EXPECT_EQ(p1.sender(), "child");
+  EXPECT_EQ(p1.spawned_by(), "alice");
+  EXPECT_TRUE(p1.human_origin());
+  EXPECT_EQ(p1.human_principal_id(), "hana");
+  const pb::Provenance& p2 = inbox->entries(1).message().provenance();
+  EXPECT_EQ(p2.spawned_by(), "alice");
+  EXPECT_FALSE(p2.human_origin());
+  EXPECT_EQ(p2.human_principal_id(), "");
+
+  // Through federation: the same checks at the receiving gateway.
+  pb::Message remote = Msg("rita", "bob", "prov-fed-1");
+  remote.set_origin_node("node-b");
+  remote.set_signature(*SignMessage(remote, kSecret));
+  remote.set_human_principal_id("hana");
+  remote.set_human_signature(SignEd25519Hex(std::string(32, '\x23'), *CanonicalBytes(remote)));
+  EXPECT_EQ(gw_->AcceptRemote(remote, pb::TRANSPORT_FIREBASE, "node-b").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  remote.set_human_signature(SignEd25519Hex(human_seed, *CanonicalBytes(remote)));
+  ASSERT_TRUE(gw_->AcceptRemote(remote, pb::TRANSPORT_FIREBASE, "node-b").ok());
+  inbox = gw_->FetchInbox(Caller::Agent("bob"), f);
+  ASSERT_EQ(inbox->entries_size(), 3);
+  EXPECT_TRUE(inbox->entries(2).message().provenance().human_origin());
+}
+
+}  // namespace
+}  // namespace cnet::macs

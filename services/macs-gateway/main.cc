@@ -132,6 +132,7 @@ int main(int argc, char** argv) {
   server.max_receive_message_bytes = static_cast<int>(
       std::max<int64_t>(4 << 20, 2 * options.max_message_bytes + (64 << 10)));
   server.interceptors.push_back(cnet::auth::MakeAuthInterceptorFactory(
+      cnet::auth::InterceptorOptions{boot.config.GetInt("limits.max_streams_per_caller")},
       std::make_shared<cnet::auth::StaticAuthenticator>(*admin, *service, tokens)));
   cnet::ServeHooks hooks;
   hooks.on_shutdown = [&] {

@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   options.services = {&impl};
   options.health_names = {"claudenet.v1.RegistryService"};
   options.interceptors.push_back(cnet::auth::MakeAuthInterceptorFactory(
+      cnet::auth::InterceptorOptions{boot.config.GetInt("limits.max_streams_per_caller")},
       std::make_shared<cnet::auth::StaticAuthenticator>(
           *admin, *service,
           std::make_shared<cnet::registry::RegistryTokenAuthenticator>(registry->get()))));

@@ -255,6 +255,12 @@ std::string Lower(std::string s) {
 }
 
 absl::Status Exhausted(std::string message, absl::Duration retry_after) {
+  if (message.find("retry") == std::string::npos) {
+    absl::StrAppend(&message, "; retry after ",
+                    std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(retry_after,
+                                                                         absl::Seconds(1)))),
+                    "s");
+  }
   absl::Status s = absl::ResourceExhaustedError(std::move(message));
   s.SetPayload(kRetryAfterPayload,
                absl::Cord(absl::StrCat(

@@ -352,7 +352,7 @@ grpc::ServerWriteReactor<pb::AgentEvent>* RegistryServiceImpl::Watch(
   if (!ticket) {
     absl::Status s = absl::ResourceExhaustedError(absl::StrCat(
         "too many Watch streams for this credential (registry.max_watchers_per_caller = ",
-        registry_->options().max_watchers_per_caller, ")"));
+        registry_->options().max_watchers_per_caller, "); close one or retry after 5s"));
     s.SetPayload(kRetryAfterPayload, absl::Cord("5000"));
     return FailedWriter<pb::AgentEvent>(Fail(ctx, s));
   }

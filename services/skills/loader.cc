@@ -100,6 +100,27 @@ Json ScalarToJson(const YAML::Node& n) {
   return Json(s);
 }
 
+// An issue's reason is one printable line of bounded size, whatever
+// value it quotes (fuzz finding F2, services/skills/fuzz): control bytes
+// escaped, cut at 512 bytes.
+std::string OneLine(std::string reason) {
+  std::string out;
+  out.reserve(std::min<size_t>(reason.size(), 520));
+  for (char c : reason) {
+    if (out.size() >= 512) {
+      out += "...";
+      break;
+    }
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += absl::StrCat("\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 // Checks one document and fills a ParsedFile.
 class FileParser {
  public:
@@ -127,7 +148,7 @@ class FileParser {
     issue.column = pos.column;
     issue.severity = severity;
     issue.code = code;
-    issue.reason = std::move(reason);
+    issue.reason = OneLine(std::move(reason));
     issue.path = path;
     out_->issues.push_back(std::move(issue));
   }
@@ -1380,7 +1401,7 @@ std::shared_ptr<const Library> BuildLibrary(std::string root,
     issue.line = pos.line;
     issue.column = pos.column;
     issue.code = code;
-    issue.reason = std::move(reason);
+    issue.reason = OneLine(std::move(reason));
     issue.path = path;
     s->issues.push_back(std::move(issue));
     s->valid = false;

@@ -145,6 +145,7 @@ int main(int argc, char** argv) {
   server.services = {&impl};
   server.health_names = {"claudenet.v1.SkillService"};
   server.interceptors.push_back(cnet::auth::MakeAuthInterceptorFactory(
+      cnet::auth::InterceptorOptions{boot.config.GetInt("limits.max_streams_per_caller")},
       std::make_shared<cnet::auth::StaticAuthenticator>(
           *admin, *service,
           std::make_shared<cnet::registry_client::RegistryAuthenticator>(registry))));

@@ -1,5 +1,6 @@
 #include "services/skills/template.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -16,6 +17,7 @@ struct Expression::Node {
   Reference ref;
   std::string op;  // compare operator or function name
   std::vector<std::shared_ptr<const Node>> kids;
+  int height = 1;  // levels of the tree below and including this node
 };
 
 namespace {
@@ -193,6 +195,12 @@ class Lexer {
   int base_;
 };
 
+// Expressions nest at most this deep (parentheses, `not`, calls, chains of
+// and/or): parsing, evaluating and freeing a tree recurse over its height,
+// so a hostile `((((...` or `1 or 1 or ...` must stop here, not at the end
+// of the stack (fuzz finding F3, services/skills/fuzz).
+constexpr int kMaxExpressionDepth = 64;
+
 class Parser {
  public:
   Parser(std::vector<Token> tokens, std::vector<Reference>* refs)
@@ -238,11 +246,28 @@ class Parser {
   NodePtr Binary(Node::Kind kind, NodePtr a, NodePtr b) {
     auto n = std::make_shared<Node>();
     n->kind = kind;
+    n->height = 1 + std::max(a->height, b->height);
     n->kids = {std::move(a), std::move(b)};
+    if (n->height > kMaxExpressionDepth) return TooDeep();
     return n;
   }
 
+  std::nullptr_t TooDeep() {
+    return Fail(Peek().offset, absl::StrCat("expression nested deeper than ",
+                                            kMaxExpressionDepth, " levels"));
+  }
+
+  // Bounds the parser's own recursion (the tree's height is checked as it
+  // is built).
+  struct Nest {
+    explicit Nest(int* depth) : depth_(depth) { ++*depth_; }
+    ~Nest() { --*depth_; }
+    int* depth_;
+  };
+
   NodePtr ParseOr() {
+    Nest nest(&depth_);
+    if (depth_ > kMaxExpressionDepth) return TooDeep();
     NodePtr left = ParseAnd();
     while (left && (IsWord(Peek(), "or") || IsOp(Peek(), "||"))) {
       Token op = Next();
@@ -266,12 +291,16 @@ class Parser {
 
   NodePtr ParseNot() {
     if (IsWord(Peek(), "not") || IsOp(Peek(), "!")) {
+      Nest nest(&depth_);
+      if (depth_ > kMaxExpressionDepth) return TooDeep();
       Token op = Next();
       NodePtr inner = ParseNot();
       if (!inner) return OperandMissing(op);
       auto n = std::make_shared<Node>();
       n->kind = Node::Kind::kNot;
+      n->height = inner->height + 1;
       n->kids = {inner};
+      if (n->height > kMaxExpressionDepth) return TooDeep();
       return n;
     }
     return ParseCompare();
@@ -293,6 +322,7 @@ class Parser {
                                               "\" after \"", op.text, "\" (use \"and\")"));
     }
     auto n = Binary(Node::Kind::kCompare, left, right);
+    if (n == nullptr) return nullptr;
     std::const_pointer_cast<Node>(n)->op = op.text;
     return n;
   }
@@ -365,6 +395,8 @@ class Parser {
       for (;;) {
         NodePtr arg = ParseOr();
         if (!arg) return OperandMissing(open);
+        n->height = std::max(n->height, arg->height + 1);
+        if (n->height > kMaxExpressionDepth) return TooDeep();
         n->kids.push_back(arg);
         if (Peek().kind == Tok::kComma) {
           open = Next();
@@ -437,6 +469,7 @@ class Parser {
   std::vector<Reference>* refs_;
   SyntaxError* error_ = nullptr;
   bool failed_ = false;
+  int depth_ = 0;
 };
 
 absl::Status EvalError(const std::string& expr, const std::string& message) {

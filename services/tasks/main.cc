@@ -110,11 +110,16 @@ int main(int argc, char** argv) {
 
   cnet::tasks::TaskServiceImpl::Options service_options;
   service_options.max_watchers = static_cast<size_t>(config.GetInt("tasks.max_watchers"));
+  service_options.max_watchers_per_caller = config.GetInt("tasks.max_watchers_per_caller");
+  service_options.create_rate_per_agent = config.GetDouble("tasks.create_rate_per_agent");
+  service_options.create_burst_per_agent =
+      static_cast<double>(config.GetInt("tasks.create_burst_per_agent"));
   cnet::tasks::TaskServiceImpl impl(board->get(), service_options);
   cnet::ServerOptions server_options;
   server_options.services = {&impl};
   server_options.health_names = {"claudenet.v1.TaskService"};
   server_options.interceptors.push_back(cnet::auth::MakeAuthInterceptorFactory(
+      cnet::auth::InterceptorOptions{boot.config.GetInt("limits.max_streams_per_caller")},
       std::make_shared<cnet::auth::StaticAuthenticator>(
           *admin, *service,
           std::make_shared<cnet::registry_client::RegistryAuthenticator>(registry))));

@@ -49,11 +49,18 @@ absl::StatusOr<Actor> ActingAs(const grpc::ServerContextBase* ctx, std::string* 
 // Maps a core status, attaching the ErrorDetail as `claudenet-error-bin`.
 grpc::Status Answer(grpc::ServerContextBase* ctx, const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  auto detail = status.GetPayload(kErrorDetailUrl);
-  if (detail.has_value()) ctx->AddTrailingMetadata("claudenet-error-bin", std::string(*detail));
+  auto payload = status.GetPayload(kErrorDetailUrl);
+  pb::ErrorDetail detail;
+  if (payload.has_value()) detail.ParseFromString(std::string(*payload));
   if (status.code() == absl::StatusCode::kResourceExhausted) {
-    ctx->AddTrailingMetadata("claudenet-retry-after-ms", "1000");
+    // Every RESOURCE_EXHAUSTED carries its retry delay (default 1 s) in the
+    // ErrorDetail and as `claudenet-retry-after-ms` (common.proto).
+    if (!detail.has_retry_delay()) detail.mutable_retry_delay()->set_seconds(1);
+    int64_t ms = detail.retry_delay().seconds() * 1000 + detail.retry_delay().nanos() / 1000000;
+    ctx->AddTrailingMetadata("claudenet-retry-after-ms", std::to_string(std::max<int64_t>(ms, 1)));
+    payload = absl::Cord(detail.SerializeAsString());
   }
+  if (payload.has_value()) ctx->AddTrailingMetadata("claudenet-error-bin", std::string(*payload));
   return ToGrpcStatus(status);
 }
 
@@ -175,6 +182,29 @@ grpc::Status TaskServiceImpl::CreateTask(grpc::ServerContext* ctx,
                                          pb::CreateTaskResponse* resp) {
   return Serve(ctx, ActorOf(ctx), resp,
                [&](const Actor& a) -> absl::StatusOr<pb::CreateTaskResponse> {
+                 if (!a.admin()) {
+                   // Per-creator rate (tasks.create_rate_per_agent): checked
+                   // before anything is validated or stored.
+                   std::string who = a.agent().empty() ? a.id : a.agent();
+                   absl::Duration wait = create_limiter_.Take(who);
+                   if (wait > absl::ZeroDuration()) {
+                     absl::Status s(absl::StatusCode::kResourceExhausted,
+                                    absl::StrCat("agent \"", who, "\": task creation rate limit (",
+                                                 options_.create_rate_per_agent, "/s, burst ",
+                                                 options_.create_burst_per_agent, "); ",
+                                                 limits::RetryAfterText(wait)));
+                     pb::ErrorDetail detail;
+                     detail.set_reason("RATE_LIMITED");
+                     detail.set_resource_type("agent");
+                     detail.set_resource_id(who);
+                     int64_t ms = limits::RetryAfterMs(wait);
+                     detail.mutable_retry_delay()->set_seconds(ms / 1000);
+                     detail.mutable_retry_delay()->set_nanos(static_cast<int32_t>(ms % 1000) *
+                                                             1000000);
+                     s.SetPayload(kErrorDetailUrl, absl::Cord(detail.SerializeAsString()));
+                     return s;
+                   }
+                 }
                  auto r = board_->Create(a, *req);
                  if (!r.ok()) return r.status();
                  pb::CreateTaskResponse out;
@@ -391,18 +421,35 @@ grpc::ServerWriteReactor<pb::TaskEvent>* TaskServiceImpl::Watch(
   if (!who.ok()) return FailedWriter<pb::TaskEvent>(ToGrpcStatus(who.status()));
   absl::Status valid = board_->ValidateWatch(*req);
   if (!valid.ok()) return FailedWriter<pb::TaskEvent>(ToGrpcStatus(valid));
+  // Stream limits: RESOURCE_EXHAUSTED with a 5 s retry delay (Answer adds
+  // the ErrorDetail and `claudenet-retry-after-ms`).
+  auto exhausted = [ctx](std::string message) {
+    absl::Status s(absl::StatusCode::kResourceExhausted, std::move(message));
+    pb::ErrorDetail detail;
+    detail.set_reason("TOO_MANY_WATCHERS");
+    detail.mutable_retry_delay()->set_seconds(5);
+    s.SetPayload(kErrorDetailUrl, absl::Cord(detail.SerializeAsString()));
+    return FailedWriter<pb::TaskEvent>(Answer(ctx, s));
+  };
   if (board_->hub()->subscriber_count() >= options_.max_watchers) {
-    ctx->AddTrailingMetadata("claudenet-retry-after-ms", "5000");
-    return FailedWriter<pb::TaskEvent>(grpc::Status(
-        grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("too many watchers (", options_.max_watchers, "); retry later")));
+    return exhausted(
+        absl::StrCat("too many watchers (", options_.max_watchers, "); retry after 5s"));
+  }
+  // Per caller: the slot lives as long as the stream (it is held by the
+  // stream's convert function below).
+  const std::string caller = who->agent().empty() ? who->id : who->agent();
+  std::shared_ptr<void> slot = watch_slots_.Acquire(caller);
+  if (slot == nullptr) {
+    return exhausted(absl::StrCat("\"", caller, "\" has ", options_.max_watchers_per_caller,
+                                  " Watch streams open already; close one or retry after 5s"));
   }
   auto request = std::make_shared<pb::WatchTasksRequest>(*req);
   auto covered = std::make_shared<std::atomic<int64_t>>(0);
   auto resync = std::make_shared<std::atomic<bool>>(false);
   HubWriter<BoardEventPtr, pb::TaskEvent>::Options options;
   options.queue_capacity = options_.watch_queue;
-  options.convert = [request, covered, resync](const BoardEventPtr& ev, pb::TaskEvent* out) {
+  options.convert = [request, covered, resync, slot](const BoardEventPtr& ev,
+                                                     pb::TaskEvent* out) {
     if (resync->load() || ev->event.sequence() <= covered->load()) return false;
     if (!Board::WatchMatches(*request, *ev)) return false;
     *out = ev->event;

@@ -9,6 +9,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "libs/clock/clock.h"
+#include "libs/limits/limits.h"
 #include "proto/claudenet/v1/tasks.grpc.pb.h"
 #include "services/tasks/board.h"
 
@@ -24,10 +26,24 @@ class TaskServiceImpl final
     size_t max_watchers = 256;
     // Events buffered per watcher before it must resync.
     size_t watch_queue = 4096;
+    // Watch streams one caller (agent, or service on behalf of one) may
+    // hold open; more are RESOURCE_EXHAUSTED. 0 = no per-caller limit.
+    int64_t max_watchers_per_caller = 16;
+    // Tasks one agent may create: `create_burst_per_agent` at once and
+    // `create_rate_per_agent` per second on average (0 = unlimited).
+    // Admin is exempt. Over it: RESOURCE_EXHAUSTED with a retry delay.
+    double create_rate_per_agent = 0;
+    double create_burst_per_agent = 100;
+    Clock* clock = nullptr;  // for the rate limiter; null = RealClock
   };
 
   explicit TaskServiceImpl(Board* board) : TaskServiceImpl(board, Options()) {}
-  TaskServiceImpl(Board* board, Options options) : board_(board), options_(options) {}
+  TaskServiceImpl(Board* board, Options options)
+      : board_(board),
+        options_(options),
+        create_limiter_(options.clock ? options.clock : RealClock::Default(),
+                        options.create_rate_per_agent, options.create_burst_per_agent),
+        watch_slots_(options.max_watchers_per_caller) {}
 
   grpc::Status CreateTask(grpc::ServerContext* ctx, const claudenet::v1::CreateTaskRequest* req,
                           claudenet::v1::CreateTaskResponse* resp) override;
@@ -95,6 +111,8 @@ class TaskServiceImpl final
  private:
   Board* const board_;
   const Options options_;
+  limits::RateLimiter create_limiter_;
+  limits::StreamSlots watch_slots_;
 };
 
 }  // namespace cnet::tasks

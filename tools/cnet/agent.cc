@@ -268,7 +268,7 @@ int AgentCommands::Run(const config::Config& config, const std::string& home,
   const std::string registry = config.GetString("services.registry_addr");
   // The identity acting for heartbeat / leave (and optionally reads).
   auto acting = [&](bool required, Identity* out, std::string* error) -> bool {
-    std::string id = f_.as;
+    std::string id = f_.as.empty() ? default_as_ : f_.as;
     if (id.empty()) {
       std::vector<std::string> saved = SavedIdentities(home);
       if (saved.size() == 1) {

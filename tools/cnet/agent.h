@@ -60,11 +60,15 @@ class AgentCommands {
  public:
   explicit AgentCommands(CLI::App* app);
   bool parsed() const;
+  // The identity used when a command has no --as (the global --agent /
+  // CNET_AGENT).
+  void set_default_identity(const std::string& id) { default_as_ = id; }
   int Run(const config::Config& config, const std::string& home_dir, absl::Duration timeout,
           bool json);
 
  private:
   AgentFlags f_;
+  std::string default_as_;
   CLI::App* group_;
   CLI::App* join_;
   CLI::App* list_;

@@ -16,6 +16,9 @@ config::LoadOptions Globals::load_options() const {
   config::LoadOptions load = config::LoadOptions::FromProcess();
   if (!project_dir.empty()) load.project_dir = project_dir;
   if (!data_dir.empty()) load.env[config::GenericEnvName("services.data_dir")] = data_dir;
+  for (const auto& [key, value] : overrides) {
+    if (!value.empty()) load.env[config::GenericEnvName(key)] = value;
+  }
   return load;
 }
 

@@ -11,6 +11,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +38,9 @@ struct Globals {
   std::string project_dir;
   std::string data_dir;
   std::string token;  // --token, else CNET_TOKEN
+  std::string agent;  // --agent, else CNET_AGENT: the acting saved identity
+  // --registry-addr etc.: config key -> value, applied over every layer.
+  std::map<std::string, std::string> overrides;
   int exit_code = kExitOk;
 
   // Loads the configuration layers once (exits with kExitUsage and a

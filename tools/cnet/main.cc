@@ -6,6 +6,7 @@
 #include "tools/cnet/agent.h"
 #include "tools/cnet/agentx_cmds.h"
 #include "tools/cnet/cli.h"
+#include "tools/cnet/common.h"
 
 int main(int argc, char** argv) {
   cnet::cli::Globals g;
@@ -19,6 +20,17 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", g.data_dir, "data directory (overrides services.data_dir)");
   app.add_option("--token", g.token, "credential for calls that need one")
       ->envname("CNET_TOKEN");
+  for (const char* service : {"config", "registry", "macs", "tasks", "skills"}) {
+    std::string key = std::string("services.") + service + "_addr";
+    app.add_option(std::string("--") + service + "-addr", g.overrides[key],
+                   "host:port of the " + std::string(service) + " service (default: " + key + ")");
+  }
+  app.add_option("--agent", g.agent, "the acting agent (a saved identity, see `cnet agent join`)")
+      ->envname("CNET_AGENT");
+  // Usage errors: one line on stderr, like every other error.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("cnet: ") + e.what() + " (see --help)\n";
+  });
   app.footer(
       "Exit codes: 0 ok, 1 usage or invalid input, 2 not found, 3 conflict or\n"
       "precondition, 4 unauthenticated or denied, 5 unavailable, 6 internal.");
@@ -31,6 +43,12 @@ int main(int argc, char** argv) {
   cnet::cli::AddHookCommands(&app, &g);
   cnet::cli::AddCardCommands(&app, &g);
   cnet::cli::AddMcpCommand(&app, &g);
+  cnet::cli::AddMsgCommands(&app, &g);
+  cnet::cli::AddTaskCommands(&app, &g);
+  cnet::cli::AddMonitorCommands(&app, &g);
+  cnet::cli::AddSkillHistoryCommands(&app, &g);
+  CLI::App* agent_run = cnet::cli::AddAgentRunCommand(&app, &g);
+  cnet::cli::AddHelpExamples(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -38,7 +56,8 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : cnet::cli::kExitUsage;
   }
   if (cnet::cli::AgentCardParsed()) return g.exit_code;
-  if (agent.parsed()) {
+  if (agent.parsed() && !agent_run->parsed()) {
+    agent.set_default_identity(g.agent);
     return agent.Run(g.config(), g.load_options().home_dir, absl::Seconds(g.timeout_seconds),
                      g.json);
   }

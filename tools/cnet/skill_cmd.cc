@@ -69,7 +69,7 @@ std::string SavedToken(const std::string& home, const std::string& as) {
 
 std::string AgentToken(Globals* g, const std::string& as) {
   if (!g->token.empty()) return g->token;
-  return SavedToken(g->load_options().home_dir, as);
+  return SavedToken(g->load_options().home_dir, as.empty() ? g->agent : as);
 }
 
 std::string AnyToken(Globals* g, const std::string& as) {

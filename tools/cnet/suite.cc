@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "proto/claudenet/v1/macs.grpc.pb.h"
 #include "libs/logging/logging.h"
 #include "libs/server/server.h"
 #include "libs/server/tls.h"
@@ -288,6 +290,30 @@ int Down(const SuiteOptions& o) {
   return kExitOk;
 }
 
+namespace {
+
+// Seconds since the pid file was written (by `cnet up`); -1 when unknown.
+int64_t UptimeSeconds(const config::Config& c, const std::string& name) {
+  struct stat st;
+  if (::stat(PidFile(c, name).c_str(), &st) != 0) return -1;
+  return std::max<int64_t>(0, absl::ToUnixSeconds(absl::Now()) - st.st_mtime);
+}
+
+std::string UptimeText(int64_t secs) {
+  if (secs < 0) return "-";
+  if (secs < 120) return absl::StrCat(secs, "s");
+  if (secs < 7200) return absl::StrCat(secs / 60, "m");
+  if (secs < 172800) return absl::StrCat(secs / 3600, "h");
+  return absl::StrCat(secs / 86400, "d");
+}
+
+std::string FederationName(claudenet::v1::FederationState s) {
+  std::string name = claudenet::v1::FederationState_Name(s);
+  return name.substr(std::string("FEDERATION_STATE_").size());
+}
+
+}  // namespace
+
 int Status(const SuiteOptions& o) {
   const config::Config& c = o.config;
   int serving = 0;
@@ -296,18 +322,62 @@ int Status(const SuiteOptions& o) {
     pid_t pid = LivePid(c, s.name);
     std::string address = c.GetString(s.address_key);
     std::string health = CheckHealth(address, "", absl::Seconds(2), ClientCredentials(c));
+    int64_t uptime = pid ? UptimeSeconds(c, s.name) : -1;
     if (health == "SERVING") ++serving;
     if (o.json) {
       json_items.push_back(absl::StrCat("{\"name\":\"", s.name, "\",\"pid\":", pid,
                                         ",\"address\":\"", address, "\",\"health\":\"",
-                                        health, "\"}"));
+                                        health, "\",\"uptime_s\":", uptime, "}"));
     } else {
       std::cout << "  " << s.name << std::string(14 - s.name.size(), ' ') << address
                 << "  " << (pid ? absl::StrCat("pid ", pid) : std::string("not running"))
-                << "  " << health << "\n";
+                << "  " << health << (pid ? "  up " + UptimeText(uptime) : "") << "\n";
     }
   }
-  if (o.json) std::cout << "{\"services\":[" << absl::StrJoin(json_items, ",") << "]}\n";
+  // The gateway's federation state (Firebase connected / queued / GitHub
+  // fallback, offline queue).
+  std::string federation_json = "null";
+  {
+    auto stub = claudenet::v1::MacsGateway::NewStub(
+        MakeChannel(c.GetString("services.macs_addr"), ClientCredentials(c)));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (!o.credential.empty()) ctx.AddMetadata("authorization", "Bearer " + o.credential);
+    claudenet::v1::GetStatsRequest req;
+    claudenet::v1::GetStatsResponse resp;
+    grpc::Status st = stub->GetStats(&ctx, req, &resp);
+    const auto& f = resp.federation();
+    std::string oldest = f.has_offline_queue_oldest_age()
+                             ? absl::StrCat(f.offline_queue_oldest_age().seconds())
+                             : "null";
+    if (st.ok()) {
+      federation_json = absl::StrCat(
+          "{\"state\":\"", FederationName(f.state()), "\",\"firebase_stream_connected\":",
+          f.firebase_stream_connected() ? "true" : "false", ",\"offline_queue_depth\":",
+          f.offline_queue_depth(), ",\"offline_queue_oldest_age_s\":", oldest,
+          ",\"outbox_depth\":", f.outbox_depth(), ",\"remote_nodes\":", f.remote_nodes_size(),
+          ",\"firebase_last_error\":\"", JsonEscape(f.firebase_last_error()), "\"}");
+    }
+    if (!o.json) {
+      std::cout << "  federation    ";
+      if (st.ok()) {
+        std::cout << FederationName(f.state()) << ", offline queue " << f.offline_queue_depth()
+                  << (f.has_offline_queue_oldest_age()
+                          ? absl::StrCat(" (oldest ", oldest, "s)")
+                          : std::string())
+                  << ", " << f.remote_nodes_size() << " remote node(s)"
+                  << (f.firebase_last_error().empty() ? ""
+                                                      : "; last error: " + f.firebase_last_error())
+                  << "\n";
+      } else {
+        std::cout << "unknown (" << st.error_message() << ")\n";
+      }
+    }
+  }
+  if (o.json) {
+    std::cout << "{\"services\":[" << absl::StrJoin(json_items, ",")
+              << "],\"federation\":" << federation_json << "}\n";
+  }
   return serving == static_cast<int>(Services().size()) ? kExitOk : kExitUnavailable;
 }
 
@@ -345,9 +415,14 @@ void AddSuiteCommands(CLI::App* app, Globals* g) {
   down->footer("Example: cnet down");
   down->callback([g, options] { g->exit_code = Down(options()); });
 
-  auto* status = app->add_subcommand("status", "show each service's pid, address and health");
+  auto* status = app->add_subcommand(
+      "status", "show each service's health, pid, address, uptime, and federation state");
   status->footer("Example: cnet status --json");
-  status->callback([g, options] { g->exit_code = Status(options()); });
+  status->callback([g, options] {
+    SuiteOptions o = options();
+    o.credential = g->AdminCredential();
+    g->exit_code = Status(o);
+  });
 
   auto health_flags = std::make_shared<std::pair<std::string, std::string>>();
   auto* health = app->add_subcommand("health", "exit 0 only if ADDRESS answers SERVING");

@@ -8,7 +8,9 @@
 //        the others are stopped. Refuses to start when any is running.
 // down:  SIGTERM to every service, SIGKILL after the deadline; removes pid
 //        files.
-// status: per service: pid (alive or not), address, health.
+// status: per service: pid (alive or not), address, health, uptime (since
+//        the pid file was written); and the gateway's federation state
+//        (MACS GetStats: state, offline queue depth and oldest age).
 // health: exit 0 only when the address answers SERVING (container checks).
 #ifndef CNET_TOOLS_CNET_SUITE_H_
 #define CNET_TOOLS_CNET_SUITE_H_
@@ -40,6 +42,8 @@ struct SuiteOptions {
   absl::Duration timeout = absl::Seconds(60);
   bool json = false;
   bool quiet = false;  // print nothing on success (benchmarks)
+  // `status`: any valid credential, to read the gateway's federation state.
+  std::string credential;
 };
 
 int Up(const SuiteOptions& options);
