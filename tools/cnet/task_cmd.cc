@@ -22,6 +22,13 @@
 //
 // Holder calls (progress, complete, fail) take the lease id and epoch from
 // the task itself: the caller must be the lease holder.
+//
+// Tasks owned by other nodes (federation): `list` also shows the remote
+// tasks the MACS gateway's RemoteTaskService mirrors (skipped silently when
+// the gateway does not answer); show, claim ID, progress, complete and fail
+// fall back to RemoteTaskService when the local tasks service answers
+// NOT_FOUND for the id. --remote goes straight to the gateway, --local-only
+// never asks it.
 #include <google/protobuf/util/time_util.h>
 
 #include <iostream>
@@ -32,6 +39,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "proto/claudenet/v1/remote_tasks.grpc.pb.h"
 #include "proto/claudenet/v1/tasks.grpc.pb.h"
 #include "tools/cnet/common.h"
 
@@ -95,11 +103,68 @@ struct TaskFlags {
   double for_seconds = 0;
   int64_t from_sequence = 0;
   std::string agent_filter;
+  // federation: tasks owned by other nodes (RemoteTaskService on the gateway)
+  bool remote = false;
+  bool local_only = false;
 };
 
 std::unique_ptr<pb::TaskService::Stub> Stub(Globals* g) {
   return pb::TaskService::NewStub(g->Channel(g->config().GetString("services.tasks_addr")));
 }
+
+// The task board of this node, or (remote()) the tasks of other nodes
+// through the MACS gateway's RemoteTaskService: the holder calls have the
+// same messages on both.
+class Board {
+ public:
+  Board(Globals* g, bool remote) : g_(g), remote_(remote) {}
+  bool remote() const { return remote_; }
+  void UseRemote() { remote_ = true; }
+  grpc::Status GetTask(grpc::ClientContext* c, const pb::GetTaskRequest& q,
+                       pb::GetTaskResponse* r) {
+    return remote_ ? R()->GetRemoteTask(c, q, r) : L()->GetTask(c, q, r);
+  }
+  grpc::Status ListTasks(grpc::ClientContext* c, const pb::ListTasksRequest& q,
+                         pb::ListTasksResponse* r) {
+    return remote_ ? R()->ListRemoteTasks(c, q, r) : L()->ListTasks(c, q, r);
+  }
+  grpc::Status Claim(grpc::ClientContext* c, const pb::ClaimRequest& q, pb::ClaimResponse* r) {
+    return remote_ ? R()->Claim(c, q, r) : L()->Claim(c, q, r);
+  }
+  grpc::Status Start(grpc::ClientContext* c, const pb::StartRequest& q, pb::StartResponse* r) {
+    return remote_ ? R()->Start(c, q, r) : L()->Start(c, q, r);
+  }
+  grpc::Status Progress(grpc::ClientContext* c, const pb::ProgressRequest& q,
+                        pb::ProgressResponse* r) {
+    return remote_ ? R()->Progress(c, q, r) : L()->Progress(c, q, r);
+  }
+  grpc::Status Complete(grpc::ClientContext* c, const pb::CompleteRequest& q,
+                        pb::CompleteResponse* r) {
+    return remote_ ? R()->Complete(c, q, r) : L()->Complete(c, q, r);
+  }
+  grpc::Status Fail(grpc::ClientContext* c, const pb::FailRequest& q, pb::FailResponse* r) {
+    return remote_ ? R()->Fail(c, q, r) : L()->Fail(c, q, r);
+  }
+
+ private:
+  pb::TaskService::Stub* L() {
+    if (!local_) local_ = Stub(g_);
+    return local_.get();
+  }
+  pb::RemoteTaskService::Stub* R() {
+    if (!remote_stub_) {
+      remote_stub_ = pb::RemoteTaskService::NewStub(
+          g_->Channel(g_->config().GetString("services.macs_addr")));
+    }
+    return remote_stub_.get();
+  }
+  Globals* g_;
+  bool remote_;
+  std::unique_ptr<pb::TaskService::Stub> local_;
+  std::unique_ptr<pb::RemoteTaskService::Stub> remote_stub_;
+};
+
+bool IsNotFound(const grpc::Status& s) { return s.error_code() == grpc::StatusCode::NOT_FOUND; }
 
 std::string StateName(int s) { return ShortName(s, pb::TaskState_descriptor()); }
 
@@ -161,12 +226,21 @@ void PrintTask(const pb::Task& t) {
 
 // The caller's lease on the task: FAILED_PRECONDITION when another agent
 // (or nobody) holds it.
-absl::StatusOr<pb::Task> HeldTask(Globals* g, pb::TaskService::Stub* stub, const Identity& who,
-                                  const std::string& id) {
+// Reads the task; when this node does not know it (NOT_FOUND) and remote
+// tasks are allowed, switches `board` to RemoteTaskService and reads it there.
+absl::StatusOr<pb::Task> HeldTask(Globals* g, Board* board, const Identity& who,
+                                  const std::string& id, bool local_only = false) {
   pb::GetTaskRequest req;
   req.set_task_id(id);
   pb::GetTaskResponse resp;
-  grpc::Status s = stub->GetTask(g->Context(who.token).get(), req, &resp);
+  grpc::Status s = board->GetTask(g->Context(who.token).get(), req, &resp);
+  if (IsNotFound(s) && !board->remote() && !local_only) {
+    board->UseRemote();
+    pb::GetTaskResponse remote;
+    grpc::Status rs = board->GetTask(g->Context(who.token).get(), req, &remote);
+    if (rs.ok()) return remote.task();
+    // Neither knows it: report the local answer.
+  }
   if (!s.ok()) {
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
   }
@@ -265,23 +339,42 @@ int List(Globals* g, const TaskFlags& f) {
     }
     req.set_order_by(static_cast<pb::TaskOrder>(value));
   }
-  auto stub = Stub(g);
+  if (f.remote && f.local_only) {
+    return ReportUsage(*g, "task list", "--remote and --local-only exclude each other");
+  }
   std::string token = ReaderCredential(g);
   std::vector<pb::Task> tasks;
   int64_t total = 0;
-  for (;;) {
-    pb::ListTasksResponse page;
-    grpc::Status s = stub->ListTasks(g->Context(token).get(), req, &page);
-    if (!s.ok()) return ReportError(*g, "task list", s);
-    total = page.total_size();
-    for (auto& t : *page.mutable_tasks()) tasks.push_back(std::move(t));
-    if (!f.all || page.next_page_token().empty()) break;
-    req.set_page_token(page.next_page_token());
+  int64_t remote_total = 0;
+  // This node's board (unless --remote), then the tasks of other nodes from
+  // the gateway (unless --local-only; skipped when it does not offer them).
+  for (bool remote : {false, true}) {
+    if (remote ? f.local_only : f.remote) continue;
+    Board board(g, remote);
+    pb::ListTasksRequest q = req;
+    if (remote) q.clear_order_by();  // the gateway lists by id
+    for (;;) {
+      pb::ListTasksResponse page;
+      grpc::Status s = board.ListTasks(g->Context(token).get(), q, &page);
+      if (!s.ok() && remote && !f.remote) {
+        if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+            s.error_code() != grpc::StatusCode::UNIMPLEMENTED && !g->json) {
+          std::cerr << "cnet task list: remote tasks skipped: " << s.error_message() << "\n";
+        }
+        break;
+      }
+      if (!s.ok()) return ReportError(*g, remote ? "task list --remote" : "task list", s);
+      (remote ? remote_total : total) = page.total_size();
+      for (auto& t : *page.mutable_tasks()) tasks.push_back(std::move(t));
+      if (!f.all || page.next_page_token().empty()) break;
+      q.set_page_token(page.next_page_token());
+    }
   }
+  total += remote_total;
   if (g->json) {
     nlohmann::json items = nlohmann::json::array();
     for (const auto& t : tasks) items.push_back(ProtoJsonValue(t));
-    PrintJson({{"total", total}, {"tasks", items}});
+    PrintJson({{"total", total}, {"remote_total", remote_total}, {"tasks", items}});
     return kExitOk;
   }
   std::cout << absl::StrFormat("%-31s %-15s %-8s %-24s %s\n", "ID", "STATE", "PRIORITY",
@@ -297,9 +390,25 @@ int Show(Globals* g, const TaskFlags& f) {
   pb::GetTaskRequest req;
   req.set_task_id(f.id);
   pb::GetTaskResponse resp;
-  grpc::Status s = stub->GetTask(g->Context(token).get(), req, &resp);
+  Board board(g, f.remote);
+  grpc::Status s = board.GetTask(g->Context(token).get(), req, &resp);
+  if (IsNotFound(s) && !f.remote && !f.local_only) {
+    // Owned by another node? Ask the gateway's RemoteTaskService.
+    board.UseRemote();
+    pb::GetTaskResponse remote;
+    grpc::Status rs = board.GetTask(g->Context(token).get(), req, &remote);
+    if (rs.ok()) {
+      resp = std::move(remote);
+      s = rs;
+    }
+  }
   if (!s.ok()) return ReportError(*g, "task show " + f.id, s);
   pb::ExplainTaskResponse explain;
+  if (f.explain && board.remote()) {
+    return ReportUsage(*g, "task show --explain " + f.id,
+                       "--explain: not available for a task owned by another node (" +
+                           resp.task().origin_node() + ")");
+  }
   if (f.explain) {
     pb::ExplainTaskRequest ereq;
     ereq.set_task_id(f.id);
@@ -350,10 +459,30 @@ int Claim(Globals* g, const TaskFlags& f) {
                    std::chrono::milliseconds(
                        static_cast<int64_t>(1000 * (f.wait_seconds + g->timeout_seconds))));
   pb::ClaimResponse resp;
-  auto stub = Stub(g);
+  Board board(g, f.remote);
+  Board* stub = &board;
+  if (f.remote && (f.id.empty() || f.wait_seconds > 0)) {
+    return ReportUsage(*g, what, "--remote: name the task id, and no --wait");
+  }
   grpc::Status s = stub->Claim(&ctx, req, &resp);
+  if (IsNotFound(s) && !f.id.empty() && !f.remote && !f.local_only) {
+    // Not a task of this node: claim it from its owner through the gateway
+    // (a remote claim does not long-poll).
+    board.UseRemote();
+    req.clear_wait();
+    grpc::ClientContext rctx;
+    rctx.AddMetadata("authorization", "Bearer " + who->token);
+    rctx.set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(static_cast<int64_t>(1000 * g->timeout_seconds)));
+    pb::ClaimResponse remote;
+    grpc::Status rs = board.Claim(&rctx, req, &remote);
+    if (!IsNotFound(rs)) {
+      s = rs;
+      resp = std::move(remote);
+    }
+  }
   bool pushed = false;
-  if ((s.error_code() == grpc::StatusCode::FAILED_PRECONDITION || (s.ok() && !resp.has_task())) &&
+  if (!board.remote() && (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION || (s.ok() && !resp.has_task())) &&
       f.caps.empty() && f.tags.empty() && f.workspace.empty()) {
     // The scheduler may already have pushed a task to us (push assignment):
     // that is our claim. Oldest first.
@@ -402,8 +531,9 @@ int Progress(Globals* g, const TaskFlags& f) {
   const std::string what = "task progress " + f.id;
   absl::StatusOr<Identity> who = ResolveIdentity(g);
   if (!who.ok()) return ReportAbsl(*g, what, who.status());
-  auto stub = Stub(g);
-  absl::StatusOr<pb::Task> t = HeldTask(g, stub.get(), *who, f.id);
+  Board board(g, f.remote);
+  Board* stub = &board;
+  absl::StatusOr<pb::Task> t = HeldTask(g, stub, *who, f.id, f.local_only);
   if (!t.ok()) return ReportAbsl(*g, what, t.status());
   if (absl::Status held = NeedHolder(*t, *who); !held.ok()) return ReportAbsl(*g, what, held);
   pb::ProgressRequest req;
@@ -440,8 +570,9 @@ int Complete(Globals* g, const TaskFlags& f) {
   const std::string what = "task complete " + f.id;
   absl::StatusOr<Identity> who = ResolveIdentity(g);
   if (!who.ok()) return ReportAbsl(*g, what, who.status());
-  auto stub = Stub(g);
-  absl::StatusOr<pb::Task> t = HeldTask(g, stub.get(), *who, f.id);
+  Board board(g, f.remote);
+  Board* stub = &board;
+  absl::StatusOr<pb::Task> t = HeldTask(g, stub, *who, f.id, f.local_only);
   if (!t.ok()) return ReportAbsl(*g, what, t.status());
   pb::CompleteRequest req;
   req.set_task_id(f.id);
@@ -483,8 +614,9 @@ int Fail(Globals* g, const TaskFlags& f) {
   const std::string what = "task fail " + f.id;
   absl::StatusOr<Identity> who = ResolveIdentity(g);
   if (!who.ok()) return ReportAbsl(*g, what, who.status());
-  auto stub = Stub(g);
-  absl::StatusOr<pb::Task> t = HeldTask(g, stub.get(), *who, f.id);
+  Board board(g, f.remote);
+  Board* stub = &board;
+  absl::StatusOr<pb::Task> t = HeldTask(g, stub, *who, f.id, f.local_only);
   if (!t.ok()) return ReportAbsl(*g, what, t.status());
   if (absl::Status held = NeedHolder(*t, *who); !held.ok()) return ReportAbsl(*g, what, held);
   pb::FailRequest req;
@@ -515,7 +647,8 @@ int Review(Globals* g, const TaskFlags& f) {
     // Review what is submitted now (the service still refuses a stale SHA).
     Identity reader;
     reader.token = token;
-    absl::StatusOr<pb::Task> t = HeldTask(g, stub.get(), reader, f.id);
+    Board local(g, false);
+    absl::StatusOr<pb::Task> t = HeldTask(g, &local, reader, f.id, /*local_only=*/true);
     if (!t.ok()) return ReportAbsl(*g, what, t.status());
     sha = t->result().commit_sha();
   }
@@ -703,6 +836,8 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   list->add_option("--order", f->order, "created, created_desc, queue or updated_desc");
   list->add_option("--limit", f->limit, "tasks per page (1..1000)")->capture_default_str();
   list->add_flag("--all", f->all, "every page");
+  list->add_flag("--remote", f->remote, "only tasks owned by other nodes (via the MACS gateway)");
+  list->add_flag("--local-only", f->local_only, "only this node's tasks (do not ask the gateway)");
   list->footer("Example: cnet task list --state queued --order queue");
   list->callback([g, f] { g->exit_code = List(g, *f); });
 
@@ -710,6 +845,8 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   show->add_option("id", f->id, "task id")->required();
   show->add_flag("--explain", f->explain, "also why it is not running (or not done)");
   show->footer("Example: cnet task show task-01j... --explain");
+  show->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
+  show->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
   show->callback([g, f] { g->exit_code = Show(g, *f); });
 
   auto* claim = group->add_subcommand("claim", "take the best eligible task (or the one named)");
@@ -720,6 +857,8 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   claim->add_option("--tag", f->tags, "only tasks with this tag");
   claim->add_option("--workspace", f->workspace, "only tasks of this workspace");
   claim->footer("Example: cnet task claim --wait 30 --json   (exit 2 when there is none)");
+  claim->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
+  claim->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
   claim->callback([g, f] { g->exit_code = Claim(g, *f); });
 
   auto* progress = group->add_subcommand("progress", "report progress on a task you hold");
@@ -728,6 +867,8 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   progress->add_option("note", f->note, "what is happening");
   progress->add_option("--checkpoint", f->checkpoint, "resume state for a later owner (JSON)");
   progress->footer("Example: cnet task progress task-01j... 40 'tests written'");
+  progress->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
+  progress->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
   progress->callback([g, f] { g->exit_code = Progress(g, *f); });
 
   auto* complete = group->add_subcommand("complete", "submit the result of a task you hold");
@@ -738,6 +879,8 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   complete->add_option("--commit", f->commit, "commit SHA of the work (40 or 64 hex)");
   complete->footer("Example: echo '{\"tests\":12}' | cnet task complete task-01j... -m done "
                    "--result-file -");
+  complete->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
+  complete->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
   complete->callback([g, f] { g->exit_code = Complete(g, *f); });
 
   auto* fail = group->add_subcommand("fail", "report that a task you hold failed");
@@ -745,6 +888,8 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   fail->add_option("reason", f->reason, "why (one line)")->required();
   fail->add_flag("--retryable", f->retryable, "requeue it when attempts remain");
   fail->footer("Example: cnet task fail task-01j... 'upstream API down' --retryable");
+  fail->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
+  fail->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
   fail->callback([g, f] { g->exit_code = Fail(g, *f); });
 
   auto* review = group->add_subcommand("review", "approve or reject a submitted result");

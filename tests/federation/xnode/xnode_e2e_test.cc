@@ -4,7 +4,9 @@
 // Checks the wiring of services/macs-gateway/xnode in main.cc: presence both
 // ways, a task created on A done from B through B's RemoteTaskService (A's
 // board shows COMPLETED by B's agent), a stale lease refused, and an agent
-// leaving B disappearing from A.
+// leaving B disappearing from A. The second test does the same work with
+// the built `cnet` binary on node B (task list / claim / progress /
+// complete falling back to RemoteTaskService).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -113,6 +116,7 @@ class Waiter {
 
 struct Node {
   std::string name, root, registry_addr, tasks_addr, macs_addr;
+  std::vector<std::string> env;
   std::vector<std::unique_ptr<Child>> procs;
   std::unique_ptr<pb::RegistryService::Stub> registry;
   std::unique_ptr<pb::TaskService::Stub> tasks;
@@ -135,7 +139,7 @@ class XnodeE2eTest : public ::testing::Test {
       n->registry_addr = absl::StrCat("127.0.0.1:", FreePort());
       n->tasks_addr = absl::StrCat("127.0.0.1:", FreePort());
       n->macs_addr = absl::StrCat("127.0.0.1:", FreePort());
-      std::vector<std::string> env = {
+      n->env = {
           "HOME=" + n->root,
           "PATH=/usr/bin:/bin",
           "CNET_NETWORK__NODE_ID=" + n->name,
@@ -155,6 +159,7 @@ class XnodeE2eTest : public ::testing::Test {
           "CNET_MACS__FSYNC=false",
           "CNET_SERVICES__DRAIN_TIMEOUT=1s",
       };
+      const std::vector<std::string>& env = n->env;
       auto start = [&](const std::string& bin, const std::string& addr, const std::string& tag) {
         n->procs.push_back(std::make_unique<Child>(
             Runfile(bin),
@@ -203,6 +208,24 @@ class XnodeE2eTest : public ::testing::Test {
     grpc::Status st = n.registry->GetAgent(&ctx, req, &resp);
     *out = resp.agent();
     return st;
+  }
+
+  // Runs the built `cnet` with node `n`'s environment (plus `extra`);
+  // returns its exit code, stdout in *out.
+  int Cnet(Node& n, const std::vector<std::string>& extra, const std::string& args,
+           std::string* out) {
+    std::string cmd = "env -i";
+    for (const auto& e : n.env) cmd += " '" + e + "'";
+    for (const auto& e : extra) cmd += " '" + e + "'";
+    cmd += " " + Runfile("tools/cnet/cnet") + " --timeout 20 " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (p == nullptr) return -1;
+    out->clear();
+    char buf[4096];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, got);
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
 
   Node a_, b_;
@@ -329,6 +352,65 @@ TEST_F(XnodeE2eTest, AgentsBothWaysAndATaskFromADoneOnB) {
     return GetAgent(a_, "b1", &seen).error_code() == grpc::StatusCode::NOT_FOUND;
   }));
   phase("b1 gone from node-a");
+}
+
+// `cnet task` on node B works on a task owned by node A: list shows it,
+// claim ID / progress / complete fall back to B's RemoteTaskService.
+TEST_F(XnodeE2eTest, CnetOnBListsClaimsAndCompletesATaskOfA) {
+  const std::string b1 = Register(b_, "b1", "rust");
+  pb::Agent seen;
+  ASSERT_TRUE(waiter_->Until([&] { return GetAgent(a_, "b1", &seen).ok(); }))
+      << "b1 never reached node-a";
+  pb::CreateTaskRequest creq;
+  creq.set_title("cnet from node-b");
+  creq.add_required_capabilities("rust");
+  pb::CreateTaskResponse created;
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, kAdmin);
+    grpc::Status st = a_.tasks->CreateTask(&ctx, creq, &created);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  const std::string id = created.task().id();
+  const std::vector<std::string> as_b1 = {"CNET_TOKEN=" + b1, "CNET_AGENT=b1"};
+  std::string out;
+  // Listed on B (default: local board plus the gateway's remote tasks).
+  ASSERT_TRUE(waiter_->Until([&] {
+    return Cnet(b_, as_b1, "--json task list", &out) == 0 &&
+           out.find(id) != std::string::npos;
+  })) << "task never listed by cnet on node-b: " << out;
+  EXPECT_NE(out.find("\"remote_total\""), std::string::npos) << out;
+  // --local-only: B's own board does not have it.
+  ASSERT_EQ(Cnet(b_, as_b1, "--json task list --local-only", &out), 0) << out;
+  EXPECT_EQ(out.find(id), std::string::npos) << out;
+  // show falls back to the remote copy.
+  ASSERT_EQ(Cnet(b_, as_b1, "--json task show " + id, &out), 0) << out;
+  EXPECT_NE(out.find("node-a"), std::string::npos) << out;
+  // claim ID: B's tasks service answers NOT_FOUND, the gateway claims it on A
+  // (A's board may need a moment to see b1 HEALTHY).
+  ASSERT_TRUE(waiter_->Until([&] {
+    return Cnet(b_, as_b1, "--json task claim " + id, &out) == 0;
+  })) << "claim from node-b never succeeded: " << out;
+  // progress needs the lease in the mirrored copy: retried until it is there.
+  ASSERT_TRUE(waiter_->Until([&] {
+    return Cnet(b_, as_b1, "--json task progress " + id + " 50 halfway", &out) == 0;
+  })) << "progress from node-b never succeeded: " << out;
+  ASSERT_EQ(Cnet(b_, as_b1, "--json task complete " + id + " -m 'done by cnet on node-b'", &out),
+            0)
+      << out;
+
+  // A's board: COMPLETED by b1.
+  pb::GetTaskRequest greq;
+  greq.set_task_id(id);
+  pb::GetTaskResponse got;
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, kAdmin);
+    ASSERT_TRUE(a_.tasks->GetTask(&ctx, greq, &got).ok());
+  }
+  EXPECT_EQ(got.task().state(), pb::TASK_STATE_COMPLETED);
+  EXPECT_EQ(got.task().author(), "b1");
+  EXPECT_EQ(got.task().result().summary(), "done by cnet on node-b");
 }
 
 }  // namespace
