@@ -30,7 +30,8 @@ CardFlags* Flags() {
 std::string Credential(Globals* g) {
   if (!g->token.empty()) return g->token;
   absl::StatusOr<SavedAgent> me =
-      ResolveAgent(g->config(), g->load_options().home_dir, Flags()->as);
+      ResolveAgent(g->config(), g->load_options().home_dir,
+                   Flags()->as.empty() ? g->agent : Flags()->as);
   if (me.ok()) return me->token;
   return g->AdminCredential();
 }

@@ -150,7 +150,8 @@ class Hooks {
 
   // --- identity --------------------------------------------------------------
   // The agent of this session: the session file, else --as / CNET_AGENT_ID /
-  // agent.id / the repository's last agent / the only saved identity.
+  // the global --agent (or CNET_AGENT) / agent.id / the repository's last
+  // agent / the only saved identity.
   absl::StatusOr<SavedAgent> SessionAgent(const std::string& session_id,
                                           const std::string& root) {
     if (!session_id.empty()) {
@@ -167,6 +168,7 @@ class Hooks {
       const char* env = std::getenv(name);
       if (as.empty() && env != nullptr) as = env;
     }
+    if (as.empty()) as = g_->agent;  // the global --agent
     if (as.empty()) as = config().GetString("agent.id");
     if (as.empty() && !root.empty()) as = Str(ReadJsonFile(ProjectPath(root)), "agent_id");
     if (!as.empty()) return LoadSavedAgent(home(), as);

@@ -31,6 +31,7 @@ void AddMcpCommand(CLI::App* app, Globals* g) {
   mcp->footer("Register with Claude Code: claude mcp add cnet -- cnet mcp");
   mcp->callback([g, f] {
     const config::Config& config = g->config();
+    if (f->as.empty()) f->as = g->agent;  // the global --agent / CNET_AGENT
     McpOptions o;
     absl::StatusOr<SavedAgent> me = ResolveAgent(config, g->load_options().home_dir, f->as);
     if (me.ok()) {

@@ -79,7 +79,7 @@ class ReservationCli {
       *credential = g_->token;
       return true;
     }
-    absl::StatusOr<SavedAgent> agent = ResolveAgent(config(), home(), f_->as);
+    absl::StatusOr<SavedAgent> agent = ResolveAgent(config(), home(), f_->as.empty() ? g_->agent : f_->as);
     if (!agent.ok()) {
       g_->exit_code = ReportError(*g_, "identity",
                                   grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -94,7 +94,7 @@ class ReservationCli {
   // Reads: the agent's token if there is one, else the admin credential.
   std::string ReadCredential() {
     if (!g_->token.empty()) return g_->token;
-    absl::StatusOr<SavedAgent> agent = ResolveAgent(config(), home(), f_->as);
+    absl::StatusOr<SavedAgent> agent = ResolveAgent(config(), home(), f_->as.empty() ? g_->agent : f_->as);
     if (agent.ok()) return agent->token;
     return g_->AdminCredential();
   }
