@@ -373,6 +373,10 @@ class ReservationTest(Base):
         self.assertEqual(r.returncode, 3, r.stdout)
         self.assertIn(alice, r.stderr)
         self.assertIn("src/**", r.stderr)
+        # The global --agent flag names the identity too (two are saved).
+        r = self.s.cnet("--agent", bob, "reserve", "src/*.cc", cwd=self.repo)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn(alice, r.stderr)
         # Shared does not get around an exclusive reservation either.
         r = self.as_agent(bob, "--json", "reserve", "--shared", "--partial", "src/a.cc",
                           "docs/*.md")
