@@ -79,6 +79,14 @@ class Child {
   void Signal() {
     if (pid_ > 0) kill(pid_, SIGTERM);
   }
+  // True once the process has exited (it is reaped then).
+  bool Exited() {
+    if (pid_ <= 0) return true;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+    pid_ = -1;
+    return true;
+  }
 
  private:
   pid_t pid_ = -1;
@@ -131,6 +139,57 @@ class XnodeE2eTest : public ::testing::Test {
     fake_ = std::make_unique<cnet::fakes::FirebaseFake>(fo);
     ASSERT_TRUE(fake_->Start().ok());
     waiter_ = std::make_unique<Waiter>();
+    // A port picked free can be taken by a parallel test before the child
+    // binds it: a child that exits while starting means new ports, again.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const absl::Time started = absl::Now();
+      StartNodes();
+      bool serving = AllServing();
+      std::cerr << "nodes " << (serving ? "serving" : "failed to start") << " after "
+                << absl::FormatDuration(absl::Now() - started) << "\n";
+      if (serving) return;
+      StopNodes();
+    }
+    FAIL() << "the two nodes did not start (see the logs under TEST_TMPDIR)";
+  }
+
+  // Every process listens (a TCP connect succeeds), or one exited.
+  bool AllServing() {
+    auto listening = [](const std::string& addr) {
+      int port = std::stoi(addr.substr(addr.rfind(':') + 1));
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      sa.sin_port = htons(static_cast<uint16_t>(port));
+      bool ok = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+      close(fd);
+      return ok;
+    };
+    bool exited = false;
+    bool up = waiter_->Until([&] {
+      for (Node* n : {&a_, &b_}) {
+        for (auto& p : n->procs) exited = exited || p->Exited();
+      }
+      if (exited) return true;
+      for (Node* n : {&a_, &b_}) {
+        for (const std::string* addr : {&n->registry_addr, &n->tasks_addr, &n->macs_addr}) {
+          if (!listening(*addr)) return false;
+        }
+      }
+      return true;
+    });
+    return up && !exited;
+  }
+
+  void StopNodes() {
+    for (Node* n : {&b_, &a_}) {
+      for (auto& p : n->procs) p->Signal();
+    }
+    for (Node* n : {&b_, &a_}) n->procs.clear();
+  }
+
+  void StartNodes() {
     for (Node* n : {&a_, &b_}) {
       n->name = n == &a_ ? "node-a" : "node-b";
       std::string t = absl::StrCat(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp",
@@ -178,10 +237,7 @@ class XnodeE2eTest : public ::testing::Test {
   }
   void TearDown() override {
     // Graceful stop of all six processes at once, then reap them.
-    for (Node* n : {&b_, &a_}) {
-      for (auto& p : n->procs) p->Signal();
-    }
-    for (Node* n : {&b_, &a_}) n->procs.clear();
+    StopNodes();
     fake_->Stop();
   }
 
