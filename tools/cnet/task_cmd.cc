@@ -796,6 +796,12 @@ int Watch(Globals* g, const TaskFlags& f) {
 
 }  // namespace
 
+// --remote / --local-only of the commands that act on one task id.
+static void AddRemoteFlags(CLI::App* cmd, const std::shared_ptr<TaskFlags>& f) {
+  cmd->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
+  cmd->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
+}
+
 void AddTaskCommands(CLI::App* app, Globals* g) {
   auto f = std::make_shared<TaskFlags>();
   auto* group = app->add_subcommand("task", "the task board: create, claim, work, review");
@@ -845,8 +851,7 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   show->add_option("id", f->id, "task id")->required();
   show->add_flag("--explain", f->explain, "also why it is not running (or not done)");
   show->footer("Example: cnet task show task-01j... --explain");
-  show->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
-  show->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
+  AddRemoteFlags(show, f);
   show->callback([g, f] { g->exit_code = Show(g, *f); });
 
   auto* claim = group->add_subcommand("claim", "take the best eligible task (or the one named)");
@@ -857,8 +862,7 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   claim->add_option("--tag", f->tags, "only tasks with this tag");
   claim->add_option("--workspace", f->workspace, "only tasks of this workspace");
   claim->footer("Example: cnet task claim --wait 30 --json   (exit 2 when there is none)");
-  claim->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
-  claim->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
+  AddRemoteFlags(claim, f);
   claim->callback([g, f] { g->exit_code = Claim(g, *f); });
 
   auto* progress = group->add_subcommand("progress", "report progress on a task you hold");
@@ -867,8 +871,7 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   progress->add_option("note", f->note, "what is happening");
   progress->add_option("--checkpoint", f->checkpoint, "resume state for a later owner (JSON)");
   progress->footer("Example: cnet task progress task-01j... 40 'tests written'");
-  progress->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
-  progress->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
+  AddRemoteFlags(progress, f);
   progress->callback([g, f] { g->exit_code = Progress(g, *f); });
 
   auto* complete = group->add_subcommand("complete", "submit the result of a task you hold");
@@ -879,8 +882,7 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   complete->add_option("--commit", f->commit, "commit SHA of the work (40 or 64 hex)");
   complete->footer("Example: echo '{\"tests\":12}' | cnet task complete task-01j... -m done "
                    "--result-file -");
-  complete->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
-  complete->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
+  AddRemoteFlags(complete, f);
   complete->callback([g, f] { g->exit_code = Complete(g, *f); });
 
   auto* fail = group->add_subcommand("fail", "report that a task you hold failed");
@@ -888,8 +890,7 @@ void AddTaskCommands(CLI::App* app, Globals* g) {
   fail->add_option("reason", f->reason, "why (one line)")->required();
   fail->add_flag("--retryable", f->retryable, "requeue it when attempts remain");
   fail->footer("Example: cnet task fail task-01j... 'upstream API down' --retryable");
-  fail->add_flag("--remote", f->remote, "a task owned by another node (RemoteTaskService)");
-  fail->add_flag("--local-only", f->local_only, "never fall back to RemoteTaskService");
+  AddRemoteFlags(fail, f);
   fail->callback([g, f] { g->exit_code = Fail(g, *f); });
 
   auto* review = group->add_subcommand("review", "approve or reject a submitted result");
