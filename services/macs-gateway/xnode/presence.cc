@@ -2,6 +2,8 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
+
 #include "absl/synchronization/notification.h"
 #include "libs/status/grpc_status.h"
 #include "services/macs-gateway/xnode/documents.h"
@@ -41,6 +43,7 @@ void PresenceMirror::Stop() {
     if (stopped_) return;
     stopped_ = true;
     if (timer_ != 0) options_.clock->Cancel(timer_);
+    if (retry_timer_ != 0) options_.clock->Cancel(retry_timer_);
   }
   if (watch_) watch_->Stop();
   stream_.reset();
@@ -152,12 +155,46 @@ void PresenceMirror::OnKvEvent(const KvEvent& ev) {
                    << touched.status().message();
       return;
     }
+    if (ev.type == KvEvent::Type::kReset) {
+      resyncing_ = true;
+      retry_.clear();  // the full pass that follows covers them
+    } else if (touched->count("*") > 0) {
+      resyncing_ = false;
+    }
   }
   if (ev.type == KvEvent::Type::kReset) return;  // the full put follows
   SyncFromCache(*touched);
 }
 
+void PresenceMirror::ScheduleRetryLocked() {
+  if (stopped_ || retry_timer_ != 0) return;
+  if (retry_delay_ <= absl::ZeroDuration()) retry_delay_ = options_.sync_retry_delay;
+  const absl::Duration delay = retry_delay_;
+  retry_delay_ = std::min(retry_delay_ * 2, options_.update_interval);
+  retry_timer_ = options_.clock->RunAfter(delay, [this] {
+    absl::MutexLock lock(&mu_);
+    retry_timer_ = 0;
+    if (stopped_) return;
+    worker_->Post([this] { RetrySync(); });
+  });
+}
+
+void PresenceMirror::RetrySync() {
+  std::set<std::string> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_ || retry_.empty()) return;
+    ids.swap(retry_);
+    ++stats_.sync_retries;
+  }
+  if (ids.count("*") > 0) ids = {"*"};
+  SyncFromCache(ids);
+  absl::MutexLock lock(&mu_);
+  if (retry_.empty()) retry_delay_ = absl::ZeroDuration();  // all through: reset the backoff
+}
+
 void PresenceMirror::SyncFromCache(const std::set<std::string>& touched) {
+  absl::MutexLock sync_lock(&sync_mu_);
   const bool full = touched.count("*") > 0;
   // Per origin node: agents to upsert, ids removed.
   struct Batch {
@@ -167,6 +204,7 @@ void PresenceMirror::SyncFromCache(const std::set<std::string>& touched) {
   std::map<std::string, Batch> batches;
   {
     absl::MutexLock lock(&mu_);
+    if (resyncing_ && !full) return;
     const JsonValue& root = cache_.root();
     auto consider = [&](const std::string& id, const JsonValue* doc) {
       if (doc == nullptr || IsNull(*doc)) {
@@ -232,12 +270,28 @@ void PresenceMirror::SyncFromCache(const std::set<std::string>& touched) {
       }
       pb::SyncRemoteAgentsResponse resp;
       auto ctx = registry_->NewContext();
+      // A channel still in its connect backoff (registry started after the
+      // gateway) waits, within the deadline, instead of failing at once.
+      ctx->set_wait_for_ready(true);
       grpc::Status st = registry_->stub()->SyncRemoteAgents(ctx.get(), req, &resp);
       absl::MutexLock lock(&mu_);
       if (!st.ok()) {
         ++stats_.sync_errors;
-        LOG(WARNING) << "presence: SyncRemoteAgents(" << node << "): " << st.error_message();
-        break;  // the next full pass (stream reconnect) repairs it
+        LOG(WARNING) << "presence: SyncRemoteAgents(" << node << "): " << st.error_message()
+                     << " (retried)";
+        // The stream will not deliver these changes again: retry them (the
+        // whole batch; its removals are restored in remote_ so the retry
+        // removes them again unless their documents came back).
+        if (full) {
+          retry_.insert("*");
+        }
+        for (const pb::Agent& a : batch.agents) retry_.insert(a.id());
+        for (const std::string& id : batch.removed) {
+          retry_.insert(id);
+          remote_.emplace(id, node);
+        }
+        ScheduleRetryLocked();
+        break;
       }
       stats_.synced += resp.upserted();
       stats_.removed += resp.removed();

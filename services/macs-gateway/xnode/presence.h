@@ -10,7 +10,10 @@
 // Inbound: a stream on /agents keeps a cache; the agents of other nodes go
 // into the local registry with SyncRemoteAgents (origin_node = their node):
 // upserts as documents change, removals as documents disappear, and a full
-// snapshot per node listed whenever the stream is (re)opened. A node with no
+// snapshot per node listed whenever the stream is (re)opened. A failed
+// SyncRemoteAgents (e.g. the registry channel still connecting when the
+// gateway started first) is retried with backoff from the cache, since the
+// stream delivers each change only once. A node with no
 // document at all is never emptied wholesale (an empty or wiped database
 // must not erase the network): its agents, like those of a node that stops
 // publishing, are degraded by the local registry by the age of their
@@ -42,6 +45,9 @@ struct PresenceOptions {
   // documents verified (documents.h); empty = signing disabled.
   std::string secret;
   Clock* clock = RealClock::Default();
+  // First delay before a failed SyncRemoteAgents is retried (doubles per
+  // failure, at most update_interval).
+  absl::Duration sync_retry_delay = absl::Milliseconds(200);
 };
 
 class PresenceMirror {
@@ -53,7 +59,8 @@ class PresenceMirror {
     int64_t removed = 0;         // remote agents removed from the registry
     int64_t rejected = 0;        // documents refused (malformed, conflicts)
     int64_t write_errors = 0;    // database writes that failed (retried by the next pass)
-    int64_t sync_errors = 0;     // SyncRemoteAgents calls that failed
+    int64_t sync_errors = 0;     // SyncRemoteAgents calls that failed (retried)
+    int64_t sync_retries = 0;    // retry passes run after failed calls
     int64_t kv_events = 0;       // stream events applied
   };
 
@@ -73,7 +80,14 @@ class PresenceMirror {
   void OnKvEvent(const KvEvent& event);
   void ScheduleTick();
   absl::Status PublishAllNow();
+  // Pushes the cached documents of `touched` ("*": all) to the registry.
+  // A failed SyncRemoteAgents call is retried (RetrySync) after a backoff
+  // from `retry_delay` up to update_interval: the stream delivers each
+  // change once, so nothing else would resend it until the document
+  // changes again (the publisher's next periodic pass).
   void SyncFromCache(const std::set<std::string>& touched);
+  void RetrySync();
+  void ScheduleRetryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const PresenceOptions options_;
   KvStore* const kv_;
@@ -87,6 +101,16 @@ class PresenceMirror {
   JsonTree cache_ ABSL_GUARDED_BY(mu_);
   // Remote agents synced into the registry: id -> node.
   std::map<std::string, std::string> remote_ ABSL_GUARDED_BY(mu_);
+  // Serializes SyncFromCache (stream thread and retries on the worker), so
+  // an older state of an agent is never sent after a newer one.
+  absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // Agents whose last sync failed ("*": a full pass), and the retry timer.
+  std::set<std::string> retry_ ABSL_GUARDED_BY(mu_);
+  Clock::TimerId retry_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration retry_delay_ ABSL_GUARDED_BY(mu_);
+  // Between a stream reset and its whole-value put the cache is empty:
+  // partial syncs then would remove agents (the full pass follows anyway).
+  bool resyncing_ ABSL_GUARDED_BY(mu_) = false;
 
   std::unique_ptr<Worker> worker_;
   std::unique_ptr<CoalescingWriter> writer_;
