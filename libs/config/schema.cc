@@ -279,6 +279,9 @@ std::vector<KeySpec> BuildSchema() {
            "Require and verify client certificates (mutual TLS)."),
       Bool("security.allow_insecure", "false",
            "Allow plaintext on a non-loopback bind address."),
+      Bool("security.require_agent_signatures", "false",
+           "Refuse agent messages without a valid Ed25519 signature by the "
+           "sender's registered key (service-credential senders exempt)."),
 
       // services: where the suite listens and keeps its files.
       Str("services.data_dir", "~/.claude-network/data",

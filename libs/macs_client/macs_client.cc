@@ -110,6 +110,16 @@ absl::Status MacsClient::Prepare(pb::Message* m) {
     if (!sig.ok()) return sig.status();
     m->set_signature(*sig);
   }
+  if (!options_.ed25519_seed.empty() && !options_.ed25519_key_id.empty()) {
+    absl::StatusOr<std::string> canonical = macs::CanonicalBytes(*m);
+    if (!canonical.ok()) return canonical.status();
+    std::string sig = macs::SignEd25519Hex(options_.ed25519_seed, *canonical);
+    if (sig.empty()) {
+      return absl::InvalidArgumentError("ed25519_seed: not a 32-byte Ed25519 seed");
+    }
+    m->set_ed25519_signature(sig);
+    m->set_signing_key_id(options_.ed25519_key_id);
+  }
   return absl::OkStatus();
 }
 

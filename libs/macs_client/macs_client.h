@@ -37,6 +37,11 @@ struct ClientOptions {
   std::string agent_id;       // who sends (the token's agent)
   std::string token;          // agent token, sent as "Bearer <token>"
   std::string signing_key;    // HMAC key (shared secret); empty = do not sign
+  // The agent's own Ed25519 key: raw 32-byte seed and the registry's key id
+  // (PublicKey.key_id). When both are set every message also carries
+  // ed25519_signature + signing_key_id over the same CNET-MSG-V1 bytes.
+  std::string ed25519_seed;
+  std::string ed25519_key_id;
   absl::Duration deadline = absl::Seconds(5);  // per attempt
   int max_attempts = 6;
   absl::Duration initial_backoff = absl::Milliseconds(50);

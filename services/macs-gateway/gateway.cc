@@ -755,6 +755,19 @@ void Gateway::SendInternal(const Caller& caller, const pb::SendRequest& request,
     }
     ed_state = pb::SIGNATURE_STATE_VERIFIED;
   }
+  // security.require_agent_signatures: an agent's (AI or HUMAN) message must
+  // carry its own Ed25519 signature, locally and through federation. Callers
+  // holding the service credential (svc: senders and sends on behalf of an
+  // agent) are exempt: they cannot hold the agent's private key.
+  if (options_.require_agent_signatures && ed_state != pb::SIGNATURE_STATE_VERIFIED &&
+      (remote || caller.kind != Caller::Kind::kService)) {
+    reject(pb::REJECT_REASON_ED25519_INVALID,
+           Error(absl::StatusCode::kUnauthenticated, "ED25519_INVALID",
+                 absl::StrCat("message.ed25519_signature: required and missing (sender \"",
+                              sender, "\"; security.require_agent_signatures is true)"),
+                 "message", in.id()));
+    return;
+  }
   // A human's approval: human_signature by the registered key of
   // human_principal_id, a principal of kind HUMAN. Only a verified one makes
   // provenance.human_origin true; a wrong one refuses the message.

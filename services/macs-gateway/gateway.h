@@ -72,6 +72,9 @@ struct GatewayOptions {
   bool fsync = true;
   std::string node = "local";  // this node's id (network.node_id)
   bool signing_enabled = true;
+  // security.require_agent_signatures: refuse agent messages without a valid
+  // Ed25519 signature (service-credential senders exempt).
+  bool require_agent_signatures = false;
   std::string shared_secret;
   std::map<std::string, std::string> agent_keys;  // per-agent HMAC keys
   absl::Duration timestamp_window = absl::Minutes(5);

@@ -154,6 +154,81 @@ TEST_F(GatewayTest, Ed25519SignaturesAreCheckedAgainstTheRegisteredKey) {
   EXPECT_EQ(inbox->entries(0).message().provenance().ed25519(), pb::SIGNATURE_STATE_VERIFIED);
 }
 
+// security.require_agent_signatures: off, an unsigned agent message is
+// accepted (ed25519 UNSIGNED); on, it is refused locally and through
+// federation (UNAUTHENTICATED, ED25519_INVALID, nothing stored) while a
+// validly signed one is accepted and service-credential senders are exempt.
+TEST_F(GatewayTest, RequireAgentSignaturesRefusesUnsignedAgentMessages) {
+  std::string seed(32, '\x31');
+  AgentInfo alice{"alice"};
+  alice.public_key = Ed25519PublicKey(seed);
+  alice.key_id = crypto::Sha256Hex(alice.public_key).substr(0, 16);
+  directory_.Put(alice);
+  AgentInfo rita{"rita"};
+  rita.node = "node-b";
+  rita.remote = true;
+  rita.public_key = Ed25519PublicKey(std::string(32, '\x32'));
+  rita.key_id = crypto::Sha256Hex(rita.public_key).substr(0, 16);
+  directory_.Put(rita);
+  auto signed_msg = [&](const std::string& id) {
+    pb::Message m = Msg("alice", "bob", id);
+    m.set_signing_key_id(alice.key_id);
+    m.set_ed25519_signature(SignEd25519Hex(seed, *CanonicalBytes(m)));
+    return m;
+  };
+  pb::FetchInboxRequest f;
+  auto inbox_size = [&]() { return gw_->FetchInbox(Caller::Agent("bob"), f)->entries_size(); };
+
+  // Off (the default): unsigned is accepted.
+  ASSERT_FALSE(options_.require_agent_signatures);
+  ASSERT_TRUE(Send(Caller::Agent("alice"), Msg("alice", "bob", "off-1")).ok());
+  ASSERT_TRUE(Send(Caller::Agent("alice"), signed_msg("off-2")).ok());
+  ASSERT_EQ(inbox_size(), 2);
+  EXPECT_EQ(gw_->FetchInbox(Caller::Agent("bob"), f)->entries(0).message().provenance().ed25519(),
+            pb::SIGNATURE_STATE_UNSIGNED);
+
+  options_.require_agent_signatures = true;
+  Reopen();
+  auto unsigned_local = Send(Caller::Agent("alice"), Msg("alice", "bob", "on-1"));
+  EXPECT_EQ(unsigned_local.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(std::string(unsigned_local.status().message())
+                .find("message.ed25519_signature: required and missing"),
+            std::string::npos)
+      << unsigned_local.status();
+  pb::Message remote = Msg("rita", "bob", "on-fed-1");
+  remote.set_origin_node("node-b");
+  remote.set_signature(*SignMessage(remote, kSecret));
+  auto unsigned_remote = gw_->AcceptRemote(remote, pb::TRANSPORT_FIREBASE, "node-b");
+  EXPECT_EQ(unsigned_remote.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(std::string(unsigned_remote.status().message()).find("required and missing"),
+            std::string::npos)
+      << unsigned_remote.status();
+  EXPECT_EQ(inbox_size(), 2);  // nothing refused was stored
+  pb::GetStatsRequest st;
+  auto stats = gw_->GetStats(Caller::Admin(), st);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->totals().remote_received(), 0);
+
+  // Signed: accepted, provenance says VERIFIED. Federated and signed: too.
+  auto ok = Send(Caller::Agent("alice"), signed_msg("on-2"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  pb::Message remote_signed = Msg("rita", "bob", "on-fed-2");
+  remote_signed.set_origin_node("node-b");
+  remote_signed.set_signing_key_id(rita.key_id);
+  remote_signed.set_ed25519_signature(
+      SignEd25519Hex(std::string(32, '\x32'), *CanonicalBytes(remote_signed)));
+  remote_signed.set_signature(*SignMessage(remote_signed, kSecret));
+  auto fed_ok = gw_->AcceptRemote(remote_signed, pb::TRANSPORT_FIREBASE, "node-b");
+  ASSERT_TRUE(fed_ok.ok()) << fed_ok.status();
+  // A service-credential sender is exempt.
+  ASSERT_TRUE(Send(Caller::Service(), Msg("svc:tasks", "bob", "on-svc-1")).ok());
+  auto inbox = gw_->FetchInbox(Caller::Agent("bob"), f);
+  ASSERT_EQ(inbox->entries_size(), 5);
+  EXPECT_EQ(inbox->entries(2).message().id(), "on-2");
+  EXPECT_EQ(inbox->entries(2).message().provenance().ed25519(), pb::SIGNATURE_STATE_VERIFIED);
+  EXPECT_EQ(inbox->entries(3).message().provenance().ed25519(), pb::SIGNATURE_STATE_VERIFIED);
+}
+
 TEST_F(GatewayTest, ServicesSendAsSvcOrOnBehalfOfAnAgent) {
   pb::Message n = Msg("svc:tasks", "bob", "task-note-1");
   auto r = Send(Caller::Service(), n);

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   }
   options.node = NodeId(cfg.GetString("network.node_id"));
   options.signing_enabled = cfg.GetBool("security.use_message_signing");
+  options.require_agent_signatures = cfg.GetBool("security.require_agent_signatures");
   options.shared_secret = cfg.GetString("security.shared_secret");
   if (options.signing_enabled && options.shared_secret.empty()) {
     // Single-node default: a local secret in the data directory, like the

@@ -18,8 +18,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "libs/auth/auth.h"
+#include "libs/crypto/crypto.h"
 #include "libs/registry_client/registry_client.h"
 #include "libs/server/tls.h"
+#include "services/macs-gateway/canonical.h"
 #include "tools/cnet/suite.h"
 
 namespace cnet::cli {
@@ -30,10 +32,14 @@ using google::protobuf::util::TimeUtil;
 namespace {
 
 // A saved identity: ~/.claude-network/agents/<id>.json, mode 0600.
+// "ed25519_seed" (64 hex characters) and "key_id" are present when the agent
+// registered an Ed25519 public key; older files without them still work.
 struct Identity {
   std::string id;
   std::string token;
   std::string path;
+  std::string ed25519_seed;  // raw 32 bytes (hex in the file)
+  std::string key_id;
 };
 
 std::string IdentityDir(const std::string& home) { return home + "/.claude-network/agents"; }
@@ -99,6 +105,11 @@ absl::StatusOr<Identity> LoadIdentity(const std::string& home, const std::string
   }
   identity.id = j["agent_id"].get<std::string>();
   identity.token = j["token"].get<std::string>();
+  if (j.contains("ed25519_seed") && j["ed25519_seed"].is_string()) {
+    absl::StatusOr<std::string> seed = crypto::HexDecode(j["ed25519_seed"].get<std::string>());
+    if (seed.ok() && seed->size() == 32) identity.ed25519_seed = *seed;
+  }
+  if (j.contains("key_id") && j["key_id"].is_string()) identity.key_id = j["key_id"].get<std::string>();
   return identity;
 }
 
@@ -113,7 +124,8 @@ std::vector<std::string> SavedIdentities(const std::string& home) {
 }
 
 absl::Status SaveIdentity(const std::string& home, const std::string& registry,
-                          const pb::Agent& agent, const std::string& token, std::string* path) {
+                          const pb::Agent& agent, const std::string& token,
+                          const std::string& ed25519_seed, std::string* path) {
   std::string dir = IdentityDir(home);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -126,6 +138,10 @@ absl::Status SaveIdentity(const std::string& home, const std::string& registry,
                       {"node", agent.node()},
                       {"registry", registry},
                       {"joined_at", TimeUtil::ToString(agent.registered_at())}};
+  if (!ed25519_seed.empty() && agent.has_public_key()) {
+    j["ed25519_seed"] = crypto::HexEncode(ed25519_seed);
+    j["key_id"] = agent.public_key().key_id();
+  }
   std::string text = j.dump(2) + "\n";
   std::string tmp = *path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -331,17 +347,32 @@ int AgentCommands::Run(const config::Config& config, const std::string& home,
     if (!f_.description.empty()) req.mutable_card()->set_description(f_.description);
     // Rejoin with a saved identity: its token proves it is us.
     std::string credential;
+    std::string seed;
     if (!req.agent_id().empty()) {
       absl::StatusOr<Identity> saved = LoadIdentity(home, req.agent_id());
-      if (saved.ok()) credential = saved->token;
+      if (saved.ok()) {
+        credential = saved->token;
+        seed = saved->ed25519_seed;  // keep the registered key across rejoins
+      }
     }
+    // The agent's own Ed25519 key: the registry keeps the public half, the
+    // seed stays in the identity file (0600) and signs every message.
+    if (seed.empty()) seed = crypto::RandomBytes(32);
+    const std::string public_key = macs::Ed25519PublicKey(seed);
+    if (public_key.size() != 32) {
+      return Fail("join", grpc::Status(grpc::StatusCode::INTERNAL, "cannot derive an Ed25519 key"),
+                  json);
+    }
+    req.mutable_public_key()->set_algorithm(pb::KEY_ALGORITHM_ED25519);
+    req.mutable_public_key()->set_key(public_key);
     auto client = Client(config, credential, timeout);
     pb::RegisterResponse resp;
     grpc::Status s = client->stub()->Register(client->NewContext().get(), req, &resp);
     if (!s.ok()) return Fail("join", s, json);
     std::string path = IdentityDir(home) + "/" + resp.agent().id() + ".json";
-    if (!resp.token().empty()) {
-      absl::Status saved = SaveIdentity(home, registry, resp.agent(), resp.token(), &path);
+    const std::string token = resp.token().empty() ? credential : resp.token();
+    if (!token.empty()) {
+      absl::Status saved = SaveIdentity(home, registry, resp.agent(), token, seed, &path);
       if (!saved.ok()) {
         return Fail("join",
                     grpc::Status(grpc::StatusCode::INTERNAL,

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "libs/crypto/crypto.h"
 
 namespace cnet::cli {
 namespace fs = std::filesystem;
@@ -38,6 +39,14 @@ absl::StatusOr<SavedAgent> LoadSavedAgent(const std::string& home, const std::st
   }
   agent.id = j["agent_id"].get<std::string>();
   agent.token = j["token"].get<std::string>();
+  if (j.contains("ed25519_seed") && j["ed25519_seed"].is_string() && j.contains("key_id") &&
+      j["key_id"].is_string()) {
+    absl::StatusOr<std::string> seed = crypto::HexDecode(j["ed25519_seed"].get<std::string>());
+    if (seed.ok() && seed->size() == 32) {
+      agent.ed25519_seed = *seed;
+      agent.key_id = j["key_id"].get<std::string>();
+    }
+  }
   return agent;
 }
 

@@ -25,6 +25,10 @@ struct SavedAgent {
   std::string id;
   std::string token;
   std::string path;
+  // Ed25519 key from `cnet agent join` (raw 32-byte seed + registry key id);
+  // empty for identity files without one.
+  std::string ed25519_seed;
+  std::string key_id;
 };
 
 std::string AgentsDir(const std::string& home);

@@ -109,6 +109,8 @@ class Companion {
     o.agent_id = who_.id;
     o.token = who_.token;
     o.signing_key = SigningKey(g_);
+    o.ed25519_seed = who_.ed25519_seed;
+    o.ed25519_key_id = who_.key_id;
     o.deadline = absl::Seconds(g_->timeout_seconds);
     o.max_attempts = 3;
     macs_ = std::make_unique<macs_client::MacsClient>(

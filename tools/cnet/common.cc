@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "libs/crypto/crypto.h"
 
 namespace cnet::cli {
 namespace fs = std::filesystem;
@@ -47,6 +48,14 @@ absl::StatusOr<Identity> LoadSavedIdentity(Globals* g, const std::string& id) {
   }
   identity.id = j["agent_id"].get<std::string>();
   identity.token = j["token"].get<std::string>();
+  if (j.contains("ed25519_seed") && j["ed25519_seed"].is_string() && j.contains("key_id") &&
+      j["key_id"].is_string()) {
+    absl::StatusOr<std::string> seed = crypto::HexDecode(j["ed25519_seed"].get<std::string>());
+    if (seed.ok() && seed->size() == 32) {
+      identity.ed25519_seed = *seed;
+      identity.key_id = j["key_id"].get<std::string>();
+    }
+  }
   return identity;
 }
 

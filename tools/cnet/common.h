@@ -33,6 +33,11 @@ struct Identity {
   std::string id;
   std::string token;
   std::string path;
+  // The agent's Ed25519 key, when `cnet agent join` registered one: the raw
+  // 32-byte seed (hex "ed25519_seed" in the file) and the registry's key id.
+  // Empty for older identity files and for --token identities.
+  std::string ed25519_seed;
+  std::string key_id;
 };
 
 // ~/.claude-network/agents (the directory `cnet agent join` saves into).

@@ -37,8 +37,14 @@ void AddMcpCommand(CLI::App* app, Globals* g) {
     if (me.ok()) {
       o.agent_id = me->id;
       o.token = me->token;
+      o.ed25519_seed = me->ed25519_seed;
+      o.ed25519_key_id = me->key_id;
     } else {
       o.identity_error = std::string(me.status().message());
+    }
+    if (!g->token.empty() && (!me.ok() || me->token != g->token)) {
+      o.ed25519_seed.clear();  // a different credential: not this identity's key
+      o.ed25519_key_id.clear();
     }
     if (!g->token.empty()) {
       o.token = g->token;

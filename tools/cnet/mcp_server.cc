@@ -463,6 +463,8 @@ json McpServer::SendMessage(const json& a) {
   o.agent_id = options_.agent_id;
   o.token = options_.token;
   o.signing_key = options_.signing_key;
+  o.ed25519_seed = options_.ed25519_seed;
+  o.ed25519_key_id = options_.ed25519_key_id;
   o.deadline = options_.deadline;
   o.max_attempts = 2;
   macs_client::MacsClient client(options_.macs, o);

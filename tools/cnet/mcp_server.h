@@ -37,6 +37,8 @@ struct McpOptions {
   std::string identity_error;  // why there is no token, shown by tools
   std::string workspace;    // default workspace of reserve/release
   std::string signing_key;  // HMAC key for messages ("" = unsigned)
+  std::string ed25519_seed;    // the agent's Ed25519 seed ("" = no Ed25519 signature)
+  std::string ed25519_key_id;  // its registered key id
   std::string version = "0.1.0";
   absl::Duration deadline = absl::Seconds(10);
   size_t max_line_bytes = 1 << 20;

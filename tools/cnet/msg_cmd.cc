@@ -70,6 +70,8 @@ std::unique_ptr<macs_client::MacsClient> Client(Globals* g, const Identity& who)
   o.agent_id = who.id;
   o.token = who.token;
   o.signing_key = SigningKey(g);
+  o.ed25519_seed = who.ed25519_seed;
+  o.ed25519_key_id = who.key_id;
   o.deadline = absl::Seconds(g->timeout_seconds);
   o.max_attempts = 3;
   return std::make_unique<macs_client::MacsClient>(
