@@ -73,6 +73,37 @@ class CliContractTest(unittest.TestCase):
             with open(path) as f:
                 self.assertEqual(json.load(f)["agent_id"], agent)
 
+    def test_agents_sign_messages_with_their_own_ed25519_key(self):
+        """`cnet agent join` keeps an Ed25519 seed in the identity file (0600,
+        never printed) and registers its public key; `cnet msg send` signs
+        with it, and the receiver's provenance shows the signature VERIFIED."""
+        a, b = self.alice, self.bob
+        path = os.path.join(self.suite.home, ".claude-network/agents", a + ".json")
+        with open(path) as f:
+            saved = json.load(f)
+        seed, key_id = saved["ed25519_seed"], saved["key_id"]
+        self.assertRegex(seed, r"^[0-9a-f]{64}$")
+        self.assertRegex(key_id, r"^[0-9a-f]{16}$")
+        shown = self.json_only("agent", "show", a)["agent"]
+        self.assertEqual(shown["public_key"]["key_id"], key_id)
+        # Rejoining keeps the key, the file stays private, the seed is never
+        # printed.
+        r = self.suite.cnet("--json", "agent", "join", "--id", a, "--name", "alice",
+                            "-c", "python")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(seed, r.stdout + r.stderr)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        with open(path) as f:
+            self.assertEqual(json.load(f)["ed25519_seed"], seed)
+
+        sent = self.json_only("--agent", a, "msg", "send", b, "signed by alice")
+        inbox = self.json_only("--agent", b, "msg", "inbox", "--all")
+        entry = [e for e in inbox["entries"] if e["message"]["id"] == sent["message_id"]][0]
+        provenance = entry["message"]["provenance"]
+        self.assertEqual(provenance["ed25519"], "SIGNATURE_STATE_VERIFIED")
+        self.assertEqual(provenance["signing_key_id"], key_id)
+        self.assertEqual(entry["message"]["signing_key_id"], key_id)
+
     def test_help_everywhere_has_an_example(self):
         for command in COMMANDS:
             r = self.suite.cnet(*command, "--help")
