@@ -75,6 +75,49 @@ TEST(MacsClientTest, RetriesWithBackoffJitterAndTheServerHintKeepingTheSameMessa
   (*server)->Shutdown(absl::Seconds(1));
 }
 
+// With the agent's Ed25519 seed + key id, every message carries an Ed25519
+// signature of the same CNET-MSG-V1 bytes the HMAC covers; without them,
+// none; a malformed seed is refused before anything is sent.
+TEST(MacsClientTest, SignsWithTheAgentsEd25519KeyWhenGivenOne) {
+  const std::string seed(32, '\x41');
+  ClientOptions o;
+  o.agent_id = "alice";
+  o.signing_key = "k";
+  o.ed25519_seed = seed;
+  o.ed25519_key_id = "0123456789abcdef";
+  MacsClient client(MakeChannel("127.0.0.1:1"), o);
+  pb::Message m;
+  m.set_recipient("bob");
+  m.set_body("hello");
+  ASSERT_TRUE(client.Prepare(&m).ok());
+  EXPECT_EQ(m.signing_key_id(), "0123456789abcdef");
+  EXPECT_EQ(m.signature(), *macs::SignMessage(m, "k"));
+  EXPECT_TRUE(macs::VerifyEd25519Hex(macs::Ed25519PublicKey(seed), *macs::CanonicalBytes(m),
+                                     m.ed25519_signature()));
+  pb::Message tampered = m;
+  tampered.set_body("hello!");
+  EXPECT_FALSE(macs::VerifyEd25519Hex(macs::Ed25519PublicKey(seed),
+                                      *macs::CanonicalBytes(tampered), m.ed25519_signature()));
+
+  ClientOptions plain = o;
+  plain.ed25519_seed.clear();
+  MacsClient unsigned_client(MakeChannel("127.0.0.1:1"), plain);
+  pb::Message n;
+  n.set_recipient("bob");
+  ASSERT_TRUE(unsigned_client.Prepare(&n).ok());
+  EXPECT_TRUE(n.ed25519_signature().empty());
+  EXPECT_TRUE(n.signing_key_id().empty());
+
+  ClientOptions bad = o;
+  bad.ed25519_seed = "short";
+  MacsClient bad_client(MakeChannel("127.0.0.1:1"), bad);
+  pb::Message b;
+  b.set_recipient("bob");
+  absl::Status st = bad_client.Prepare(&b);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(st.message(), "ed25519_seed")) << st;
+}
+
 TEST(MacsClientTest, BackoffGrowsToTheCapAndNeverRetriesBadInput) {
   ClientOptions o;
   o.initial_backoff = absl::Milliseconds(100);

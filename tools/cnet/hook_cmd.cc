@@ -222,6 +222,12 @@ class Hooks {
         reg.set_location(got.agent().location());
         reg.set_version(got.agent().version());
         reg.set_kind(got.agent().kind());
+        // Keep the registered Ed25519 key (a Register without one clears it,
+        // and the agent's signed messages would then be refused).
+        if (got.agent().has_public_key()) {
+          reg.mutable_public_key()->set_algorithm(got.agent().public_key().algorithm());
+          reg.mutable_public_key()->set_key(got.agent().public_key().key());
+        }
         *reg.mutable_card() = got.agent().card();
       }
     }
