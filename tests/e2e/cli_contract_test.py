@@ -104,6 +104,27 @@ class CliContractTest(unittest.TestCase):
         self.assertEqual(provenance["signing_key_id"], key_id)
         self.assertEqual(entry["message"]["signing_key_id"], key_id)
 
+        # An identity file from before keys (no ed25519_seed) still sends,
+        # unsigned (the gateway's default accepts it).
+        bob_path = os.path.join(self.suite.home, ".claude-network/agents", b + ".json")
+        with open(bob_path) as f:
+            original = f.read()
+        try:
+            old = json.loads(original)
+            old.pop("ed25519_seed")
+            old.pop("key_id")
+            with open(bob_path, "w") as f:
+                json.dump(old, f)
+            sent = self.json_only("--agent", b, "msg", "send", a, "from an old identity")
+            inbox = self.json_only("--agent", a, "msg", "inbox", "--all")
+            entry = [e for e in inbox["entries"] if e["message"]["id"] == sent["message_id"]][0]
+            self.assertEqual(entry["message"]["provenance"]["ed25519"],
+                             "SIGNATURE_STATE_UNSIGNED")
+        finally:
+            with open(bob_path, "w") as f:
+                f.write(original)
+            os.chmod(bob_path, 0o600)
+
     def test_help_everywhere_has_an_example(self):
         for command in COMMANDS:
             r = self.suite.cnet(*command, "--help")
