@@ -22,6 +22,7 @@
 #include "libs/registry_client/registry_client.h"
 #include "libs/server/tls.h"
 #include "services/macs-gateway/canonical.h"
+#include "tools/cnet/agent_context.h"
 #include "tools/cnet/suite.h"
 
 namespace cnet::cli {
@@ -31,18 +32,9 @@ using google::protobuf::util::TimeUtil;
 
 namespace {
 
-// A saved identity: ~/.claude-network/agents/<id>.json, mode 0600.
-// "ed25519_seed" (64 hex characters) and "key_id" are present when the agent
-// registered an Ed25519 public key; older files without them still work.
-struct Identity {
-  std::string id;
-  std::string token;
-  std::string path;
-  std::string ed25519_seed;  // raw 32 bytes (hex in the file)
-  std::string key_id;
-};
-
-std::string IdentityDir(const std::string& home) { return home + "/.claude-network/agents"; }
+// Saved identities (~/.claude-network/agents/<id>.json, mode 0600) are read
+// and written by agent_context.h, the one place that knows the file format.
+using Identity = SavedAgent;
 
 int ExitFor(const grpc::Status& s) {
   switch (s.error_code()) {
@@ -91,72 +83,6 @@ std::string ToJson(const google::protobuf::Message& m) {
   options.preserve_proto_field_names = true;
   (void)google::protobuf::util::MessageToJsonString(m, &out, options);
   return out;
-}
-
-absl::StatusOr<Identity> LoadIdentity(const std::string& home, const std::string& id) {
-  Identity identity;
-  identity.path = IdentityDir(home) + "/" + id + ".json";
-  std::ifstream in(identity.path);
-  if (!in) return absl::NotFoundError(absl::StrCat("no saved identity ", identity.path));
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("agent_id") || !j.contains("token") ||
-      !j["agent_id"].is_string() || !j["token"].is_string()) {
-    return absl::FailedPreconditionError(absl::StrCat(identity.path, ": not an identity file"));
-  }
-  identity.id = j["agent_id"].get<std::string>();
-  identity.token = j["token"].get<std::string>();
-  if (j.contains("ed25519_seed") && j["ed25519_seed"].is_string()) {
-    absl::StatusOr<std::string> seed = crypto::HexDecode(j["ed25519_seed"].get<std::string>());
-    if (seed.ok() && seed->size() == 32) identity.ed25519_seed = *seed;
-  }
-  if (j.contains("key_id") && j["key_id"].is_string()) identity.key_id = j["key_id"].get<std::string>();
-  return identity;
-}
-
-std::vector<std::string> SavedIdentities(const std::string& home) {
-  std::vector<std::string> ids;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(IdentityDir(home), ec)) {
-    if (entry.path().extension() == ".json") ids.push_back(entry.path().stem().string());
-  }
-  std::sort(ids.begin(), ids.end());
-  return ids;
-}
-
-absl::Status SaveIdentity(const std::string& home, const std::string& registry,
-                          const pb::Agent& agent, const std::string& token,
-                          const std::string& ed25519_seed, std::string* path) {
-  std::string dir = IdentityDir(home);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
-  ::chmod(dir.c_str(), 0700);
-  *path = dir + "/" + agent.id() + ".json";
-  nlohmann::json j = {{"agent_id", agent.id()},
-                      {"token", token},
-                      {"name", agent.name()},
-                      {"node", agent.node()},
-                      {"registry", registry},
-                      {"joined_at", TimeUtil::ToString(agent.registered_at())}};
-  if (!ed25519_seed.empty() && agent.has_public_key()) {
-    j["ed25519_seed"] = crypto::HexEncode(ed25519_seed);
-    j["key_id"] = agent.public_key().key_id();
-  }
-  std::string text = j.dump(2) + "\n";
-  std::string tmp = *path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
-  }
-  ::fchmod(fd, 0600);
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-            ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path->c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return absl::FailedPreconditionError(absl::StrCat("cannot write ", *path));
-  }
-  return absl::OkStatus();
 }
 
 bool ParseStatus(const std::string& text, pb::AgentStatus* out) {
@@ -286,7 +212,7 @@ int AgentCommands::Run(const config::Config& config, const std::string& home,
   auto acting = [&](bool required, Identity* out, std::string* error) -> bool {
     std::string id = f_.as.empty() ? default_as_ : f_.as;
     if (id.empty()) {
-      std::vector<std::string> saved = SavedIdentities(home);
+      std::vector<std::string> saved = SavedAgentIds(home);
       if (saved.size() == 1) {
         id = saved[0];
       } else if (!config.GetString("agent.id").empty()) {
@@ -299,7 +225,7 @@ int AgentCommands::Run(const config::Config& config, const std::string& home,
         return false;
       }
     }
-    absl::StatusOr<Identity> identity = LoadIdentity(home, id);
+    absl::StatusOr<Identity> identity = LoadSavedAgent(home, id);
     if (!identity.ok()) {
       if (required) *error = std::string(identity.status().message());
       return false;
@@ -349,7 +275,7 @@ int AgentCommands::Run(const config::Config& config, const std::string& home,
     std::string credential;
     std::string seed;
     if (!req.agent_id().empty()) {
-      absl::StatusOr<Identity> saved = LoadIdentity(home, req.agent_id());
+      absl::StatusOr<Identity> saved = LoadSavedAgent(home, req.agent_id());
       if (saved.ok()) {
         credential = saved->token;
         seed = saved->ed25519_seed;  // keep the registered key across rejoins
@@ -369,10 +295,10 @@ int AgentCommands::Run(const config::Config& config, const std::string& home,
     pb::RegisterResponse resp;
     grpc::Status s = client->stub()->Register(client->NewContext().get(), req, &resp);
     if (!s.ok()) return Fail("join", s, json);
-    std::string path = IdentityDir(home) + "/" + resp.agent().id() + ".json";
+    std::string path = AgentsDir(home) + "/" + resp.agent().id() + ".json";
     const std::string token = resp.token().empty() ? credential : resp.token();
     if (!token.empty()) {
-      absl::Status saved = SaveIdentity(home, registry, resp.agent(), token, seed, &path);
+      absl::Status saved = WriteSavedAgent(home, registry, resp.agent(), token, seed, &path);
       if (!saved.ok()) {
         return Fail("join",
                     grpc::Status(grpc::StatusCode::INTERNAL,

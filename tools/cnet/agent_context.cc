@@ -62,7 +62,7 @@ std::vector<std::string> SavedAgentIds(const std::string& home) {
 
 absl::Status WriteSavedAgent(const std::string& home, const std::string& registry,
                              const pb::Agent& agent, const std::string& token,
-                             std::string* path) {
+                             const std::string& ed25519_seed, std::string* path) {
   std::string dir = AgentsDir(home);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -78,6 +78,10 @@ absl::Status WriteSavedAgent(const std::string& home, const std::string& registr
       {"node", agent.node()},
       {"registry", registry},
       {"joined_at", google::protobuf::util::TimeUtil::ToString(agent.registered_at())}};
+  if (!ed25519_seed.empty() && agent.has_public_key()) {
+    j["ed25519_seed"] = crypto::HexEncode(ed25519_seed);
+    j["key_id"] = agent.public_key().key_id();
+  }
   std::string text = j.dump(2) + "\n";
   std::string tmp = *path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -39,11 +39,13 @@ absl::StatusOr<SavedAgent> LoadSavedAgent(const std::string& home, const std::st
 // Ids of the saved identities, sorted.
 std::vector<std::string> SavedAgentIds(const std::string& home);
 
-// Writes the identity file (0600, atomically), same format as `cnet agent
-// join`.
+// Writes the identity file (0600, atomically, in a 0700 directory): the
+// format `cnet agent join` saves. `ed25519_seed` (raw 32 bytes, may be
+// empty) is stored hex with the registry's key id when the agent has a
+// registered public key.
 absl::Status WriteSavedAgent(const std::string& home, const std::string& registry,
                              const claudenet::v1::Agent& agent, const std::string& token,
-                             std::string* path);
+                             const std::string& ed25519_seed, std::string* path);
 
 // The acting identity: `as`, else $CNET_AGENT_ID or $CNET_AGENT (the
 // global --agent of the msg/task commands), else agent.id from the

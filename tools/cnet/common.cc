@@ -14,48 +14,33 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "libs/crypto/crypto.h"
+#include "tools/cnet/agent_context.h"
 
 namespace cnet::cli {
 namespace fs = std::filesystem;
 
-std::string IdentityDir(Globals* g) {
-  return g->load_options().home_dir + "/.claude-network/agents";
-}
+std::string IdentityDir(Globals* g) { return AgentsDir(g->load_options().home_dir); }
 
 std::vector<std::string> SavedIdentityIds(Globals* g) {
-  std::vector<std::string> ids;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(IdentityDir(g), ec)) {
-    if (e.path().extension() == ".json") ids.push_back(e.path().stem().string());
-  }
-  std::sort(ids.begin(), ids.end());
-  return ids;
+  return SavedAgentIds(g->load_options().home_dir);
 }
 
 absl::StatusOr<Identity> LoadSavedIdentity(Globals* g, const std::string& id) {
-  Identity identity;
-  identity.path = IdentityDir(g) + "/" + id + ".json";
-  std::ifstream in(identity.path);
-  if (!in) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "no saved identity for agent ", id, " (", identity.path,
-        "): run `cnet agent join` first, or give --token"));
-  }
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("agent_id") || !j["agent_id"].is_string() ||
-      !j.contains("token") || !j["token"].is_string()) {
-    return absl::UnauthenticatedError(absl::StrCat(identity.path, ": not an identity file"));
-  }
-  identity.id = j["agent_id"].get<std::string>();
-  identity.token = j["token"].get<std::string>();
-  if (j.contains("ed25519_seed") && j["ed25519_seed"].is_string() && j.contains("key_id") &&
-      j["key_id"].is_string()) {
-    absl::StatusOr<std::string> seed = crypto::HexDecode(j["ed25519_seed"].get<std::string>());
-    if (seed.ok() && seed->size() == 32) {
-      identity.ed25519_seed = *seed;
-      identity.key_id = j["key_id"].get<std::string>();
+  absl::StatusOr<SavedAgent> saved = LoadSavedAgent(g->load_options().home_dir, id);
+  if (!saved.ok()) {
+    if (absl::IsNotFound(saved.status())) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          "no saved identity for agent ", id, " (", IdentityDir(g), "/", id,
+          ".json): run `cnet agent join` first, or give --token"));
     }
+    return absl::UnauthenticatedError(std::string(saved.status().message()));
   }
+  Identity identity;
+  identity.id = saved->id;
+  identity.token = saved->token;
+  identity.path = saved->path;
+  identity.ed25519_seed = saved->ed25519_seed;
+  identity.key_id = saved->key_id;
   return identity;
 }
 

@@ -260,7 +260,7 @@ class Hooks {
       me.token = joined.token();
       std::string path;
       (void)WriteSavedAgent(home(), config().GetString("services.registry_addr"),
-                            joined.agent(), joined.token(), &path);
+                            joined.agent(), joined.token(), /*ed25519_seed=*/"", &path);
     }
     // Remember the session and the repository's agent.
     std::string base;
