@@ -1,5 +1,7 @@
 #include "libs/firebase/sse_parser.h"
 
+#include "libs/http/json_depth.h"
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -111,36 +113,8 @@ namespace {
 
 constexpr int kMaxJsonDepth = 512;
 
-// Rejects nesting deeper than kMaxJsonDepth before nlohmann parses it
-// recursively (deep input would otherwise exhaust the stack).
-bool DepthWithinLimit(absl::string_view s) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : s) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 absl::StatusOr<nlohmann::json> ParseJson(absl::string_view s, absl::string_view what) {
-  if (!DepthWithinLimit(s)) {
+  if (!http::JsonDepthWithinLimit(s, kMaxJsonDepth)) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": JSON nested deeper than ", kMaxJsonDepth, " levels"));
   }

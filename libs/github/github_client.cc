@@ -1,5 +1,7 @@
 #include "libs/github/github_client.h"
 
+#include "libs/http/json_depth.h"
+
 #include <algorithm>
 #include <random>
 
@@ -23,31 +25,8 @@ using Json = nlohmann::json;
 constexpr char kRetryAfterPayload[] = "type.claudenet/github.retry_after_ms";
 constexpr int kMaxJsonDepth = 256;
 
-bool DepthWithinLimit(absl::string_view s) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : s) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 Json ParseLenient(absl::string_view body) {
-  if (!DepthWithinLimit(body)) return Json();
+  if (!http::JsonDepthWithinLimit(body, kMaxJsonDepth)) return Json();
   Json j = Json::parse(body.begin(), body.end(), nullptr, false);
   return j.is_discarded() ? Json() : j;
 }
@@ -85,7 +64,7 @@ absl::StatusOr<std::string> DumpJson(const Json& v, absl::string_view what) {
 }  // namespace
 
 absl::StatusOr<std::vector<Issue>> ParseIssuesPage(absl::string_view json) {
-  if (!DepthWithinLimit(json)) {
+  if (!http::JsonDepthWithinLimit(json, kMaxJsonDepth)) {
     return absl::InvalidArgumentError("issues page: JSON nested too deeply");
   }
   Json j = Json::parse(json.begin(), json.end(), nullptr, false);
@@ -351,7 +330,7 @@ std::string RepoUrl(const GitHubOptions& o) {
 }
 
 absl::StatusOr<Json> ParseObject(const http::HttpResponse& r, absl::string_view what) {
-  if (!DepthWithinLimit(r.body)) {
+  if (!http::JsonDepthWithinLimit(r.body, kMaxJsonDepth)) {
     return absl::InternalError(absl::StrCat(what, ": response JSON nested too deeply"));
   }
   Json j = Json::parse(r.body.begin(), r.body.end(), nullptr, false);

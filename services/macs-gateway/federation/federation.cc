@@ -19,6 +19,7 @@
 #include "nlohmann/json.hpp"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/logging/logging.h"
 #include "services/macs-gateway/canonical.h"
 #include "services/macs-gateway/gateway.h"
 
@@ -31,26 +32,7 @@ using google::protobuf::Value;
 
 constexpr char kFence[] = "```json\n";
 
-std::string JsonQuote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
+std::string JsonQuote(const std::string& s) { return absl::StrCat("\"", JsonEscape(s), "\""); }
 
 std::string OneLine(absl::string_view s) {
   std::string out(s.substr(0, 300));
