@@ -19,6 +19,7 @@
 #include "libs/auth/auth.h"
 #include "libs/server/server.h"
 #include "proto/claudenet/v1/registry.grpc.pb.h"
+#include "tests/testing/child_process.h"
 
 namespace {
 namespace pb = claudenet::v1;
@@ -26,18 +27,7 @@ namespace pb = claudenet::v1;
 constexpr char kAdmin[] = "restart-test-admin";
 constexpr char kService[] = "restart-test-service";
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
+using cnet::testing::FreePort;
 
 class RegistryProcess {
  public:

@@ -31,6 +31,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "tests/fakes/firebase_fake.h"
 #include "tests/fakes/github_fake.h"
+#include "tests/testing/child_process.h"
 
 namespace {
 namespace pb = claudenet::v1;
@@ -41,63 +42,9 @@ constexpr char kService[] = "fed-e2e-service";
 constexpr char kSecret[] = "fed-e2e-shared-secret";
 constexpr char kDbSecret[] = "fed-e2e-db-secret";
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-class Process {
- public:
-  Process(const std::string& binary, std::vector<std::string> args, std::vector<std::string> env)
-      : binary_(binary), args_(std::move(args)), env_(std::move(env)) {
-    Start();
-  }
-  ~Process() { Kill(SIGTERM); }
-  void Start() {
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::vector<char*> argv, envp;
-      argv.push_back(binary_.data());
-      for (auto& a : args_) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      for (auto& e : env_) envp.push_back(e.data());
-      envp.push_back(nullptr);
-      execve(binary_.c_str(), argv.data(), envp.data());
-      _exit(127);
-    }
-  }
-  void Kill(int sig) {
-    Signal(sig);
-    Wait();
-  }
-  void Signal(int sig) {
-    if (pid_ > 0) kill(pid_, sig);
-  }
-  void Wait() {
-    if (pid_ <= 0) return;
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-
- private:
-  std::string binary_;
-  std::vector<std::string> args_;
-  std::vector<std::string> env_;
-  pid_t pid_ = -1;
-};
-
-std::string Runfile(const std::string& path) {
-  return std::string(getenv("TEST_SRCDIR")) + "/claudenet/" + path;
-}
+using cnet::testing::FreePort;
+using cnet::testing::Runfile;
+using Process = cnet::testing::ChildProcess;
 
 std::unique_ptr<grpc::ClientContext> Ctx(const std::string& credential) {
   auto ctx = std::make_unique<grpc::ClientContext>();

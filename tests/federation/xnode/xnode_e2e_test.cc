@@ -33,6 +33,7 @@
 #include "proto/claudenet/v1/remote_tasks.grpc.pb.h"
 #include "proto/claudenet/v1/tasks.grpc.pb.h"
 #include "tests/fakes/firebase_fake.h"
+#include "tests/testing/child_process.h"
 
 namespace {
 namespace pb = claudenet::v1;
@@ -42,59 +43,9 @@ constexpr char kService[] = "xnode-e2e-service";
 constexpr char kSecret[] = "xnode-e2e-shared-secret";
 constexpr char kDbSecret[] = "xnode-e2e-db-secret";
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-// A child process, stopped with SIGTERM (and reaped) on destruction.
-class Child {
- public:
-  Child(std::string binary, std::vector<std::string> args, std::vector<std::string> env) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::vector<char*> argv{binary.data()};
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      std::vector<char*> envp;
-      for (auto& e : env) envp.push_back(e.data());
-      envp.push_back(nullptr);
-      execve(binary.c_str(), argv.data(), envp.data());
-      _exit(127);
-    }
-  }
-  ~Child() {
-    Signal();
-    if (pid_ <= 0) return;
-    int status = 0;
-    waitpid(pid_, &status, 0);
-  }
-  void Signal() {
-    if (pid_ > 0) kill(pid_, SIGTERM);
-  }
-  // True once the process has exited (it is reaped then).
-  bool Exited() {
-    if (pid_ <= 0) return true;
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
-    pid_ = -1;
-    return true;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-std::string Runfile(const std::string& path) {
-  return std::string(getenv("TEST_SRCDIR")) + "/claudenet/" + path;
-}
+using cnet::testing::FreePort;
+using cnet::testing::Runfile;
+using Child = cnet::testing::ChildProcess;
 
 void Prepare(grpc::ClientContext* ctx, const std::string& credential) {
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
